@@ -1,0 +1,1 @@
+//! comp package flattening (being written).

@@ -1,0 +1,2 @@
+//! SBML reader. (Being written: see the helper brief in the commit log.)
+pub mod comp;
