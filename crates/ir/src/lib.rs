@@ -19,6 +19,7 @@
 //! assert!(m.check().is_ok());
 //! ```
 
+pub mod eval;
 mod expr;
 mod model;
 mod order;
