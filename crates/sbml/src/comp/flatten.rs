@@ -95,7 +95,8 @@ pub fn flatten(xml: &str, base_dir: Option<&Path>) -> Result<String, CompError> 
         .ok_or_else(|| CompError::NoModel { file: main.file.to_string() })?;
     let mut stack = vec![format!("{}::{}", main.key, model.attr("id").unwrap_or(""))];
     let root = loader.instantiate(main.clone(), &model, String::new(), &mut stack)?;
-    let mut f = Flattener { root, removed: HashSet::new() };
+    let core_ns = main.root.ns.clone().unwrap_or_else(|| Rc::from("http://www.sbml.org/sbml/level3/version1/core"));
+    let mut f = Flattener { root, core_ns, removed: HashSet::new() };
     f.resolve_all(&[])?;
     f.rename_all(&[]);
     f.process(&[])?;
@@ -247,7 +248,7 @@ impl Loader {
             stack.push(key);
             let inst = self.instantiate(src.doc, &src.model, format!("{prefix}{id}__"), stack)?;
             stack.pop();
-            subs.push(Sub { id, uid: sub.uid, inst, extra_tcf: None, extra_xcf: None });
+            subs.push(Sub { id, uid: sub.uid, inst });
         }
         Ok(Instance { prefix, model: m, subs, replaced: Vec::new(), replaced_by: Vec::new() })
     }
@@ -297,9 +298,6 @@ struct Sub {
     /// uid of the `comp:submodel` element in the parent's model.
     uid: u32,
     inst: Instance,
-    /// Time and extent conversion inherited from enclosing submodels, as math.
-    extra_tcf: Option<Elem>,
-    extra_xcf: Option<Elem>,
 }
 
 /// Where a resolved reference points: an element (by uid) of the instance at
@@ -323,6 +321,8 @@ struct Replacing {
 
 struct Flattener {
     root: Instance,
+    /// The main document's core namespace, for elements flattening creates.
+    core_ns: Rc<str>,
     /// Elements deleted or replaced; they are left out of the merged model.
     removed: HashSet<u32>,
 }
@@ -607,8 +607,10 @@ impl Flattener {
         let sub = &pinst.subs[k];
         let Some(sub_el) = pinst.model.find(sub.uid) else { return };
         let like = n_like(sub_el);
-        let tcf = combine(comp_attr(sub_el, "timeConversionFactor").map(|c| ci(c, like.clone())), sub.extra_tcf.clone());
-        let xcf = combine(comp_attr(sub_el, "extentConversionFactor").map(|c| ci(c, like.clone())), sub.extra_xcf.clone());
+        let tcf_id = comp_attr(sub_el, "timeConversionFactor").map(str::to_string);
+        let xcf_id = comp_attr(sub_el, "extentConversionFactor").map(str::to_string);
+        let tcf = tcf_id.as_deref().map(|c| ci(c, like.clone()));
+        let xcf = xcf_id.as_deref().map(|c| ci(c, like.clone()));
         if tcf.is_none() && xcf.is_none() {
             return;
         }
@@ -619,6 +621,7 @@ impl Flattener {
             (None, Some(t)) => Some(apply("divide", vec![cn_one(&like), t.clone()], &like)),
             (None, None) => None,
         };
+        let core_ns = self.core_ns.clone();
         let inst = &mut inst_at_mut(&mut self.root, parent).subs[k].inst;
         if let Some(klmod) = &klmod {
             // A reaction's id stands for its rate, which is about to be scaled.
@@ -644,9 +647,26 @@ impl Flattener {
             }
             put_expr(math, expr);
         });
-        for s in &mut inst.subs {
-            s.extra_tcf = combine(s.extra_tcf.take(), tcf.clone());
-            s.extra_xcf = combine(s.extra_xcf.take(), xcf.clone());
+        // Nested submodels inherit the factors; where they have their own,
+        // libSBML multiplies them into a new parameter `own_times_inherited`
+        // (whose name shows up in the suite's expected flat models).
+        let sub_uids: Vec<u32> = inst.subs.iter().map(|s| s.uid).collect();
+        for uid in sub_uids {
+            for (attr, factor) in [("timeConversionFactor", &tcf_id), ("extentConversionFactor", &xcf_id)] {
+                let Some(factor) = factor else { continue };
+                let Some(nested) = inst.model.find(uid) else { continue };
+                let value = match comp_attr(nested, attr) {
+                    Some(own) => {
+                        let own = own.to_string();
+                        new_product_parameter(&mut inst.model, core_ns.clone(), &own, factor, &like)
+                    }
+                    None => factor.clone(),
+                };
+                if let Some(nested) = inst.model.find_mut(uid) {
+                    nested.attrs.retain(|a| a.name != attr);
+                    nested.set_attr(attr, &value);
+                }
+            }
         }
     }
 
@@ -741,6 +761,38 @@ impl Flattener {
         }
         Some(out)
     }
+}
+
+/// Adds the constant parameter `a_times_b` (made unique) with the initial
+/// assignment `a * b` to `model`, and returns its id.
+fn new_product_parameter(model: &mut Elem, core_ns: Rc<str>, a: &str, b: &str, like: &Elem) -> String {
+    let mut ids = Ids::default();
+    declared_ids(model, true, &mut ids);
+    let base = format!("{a}_times_{b}");
+    let mut id = base.clone();
+    let mut i = 0;
+    while ids.sids.contains(&id) {
+        i += 1;
+        id = format!("{base}_{i}");
+    }
+    let ns = Some(core_ns);
+    let mut param = Elem::new(ns.clone(), "parameter", like.file.clone(), like.line);
+    param.set_attr("id", &id);
+    param.set_attr("constant", "true");
+    let mut ia = Elem::new(ns.clone(), "initialAssignment", like.file.clone(), like.line);
+    ia.set_attr("symbol", &id);
+    let mut math = Elem::math("math", like);
+    math.children.push(Node::Elem(apply("times", vec![ci(a, n_like(like)), ci(b, n_like(like))], like)));
+    ia.children.push(Node::Elem(math));
+    for (list, item) in [("listOfParameters", param), ("listOfInitialAssignments", ia)] {
+        if !model.elems().any(|l| l.name == list && is_core(l)) {
+            model.children.push(Node::Elem(Elem::new(ns.clone(), list, like.file.clone(), like.line)));
+        }
+        if let Some(l) = model.elems_mut().find(|l| l.name == list && is_core(l)) {
+            l.children.push(Node::Elem(item));
+        }
+    }
+    id
 }
 
 fn replacement_info(inst: &Instance, rec: &Replacing) -> (Option<String>, Option<Elem>) {

@@ -262,8 +262,29 @@ fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/comp")
 }
 
+/// The "flattened version contains" lines of a case's model.m, e.g.
+/// `* 2 species (s1, sub1__s1)`, as (element name, expected ids).
+fn flattened_contents(model_m: &str) -> Vec<(&'static str, Vec<String>)> {
+    let mut out = Vec::new();
+    for line in model_m.lines() {
+        let Some(rest) = line.strip_prefix("* ") else { continue };
+        let Some((head, ids)) = rest.split_once('(') else { continue };
+        let kind = head.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
+        let element = match kind {
+            "species" => "species",
+            "parameter" | "parameters" => "parameter",
+            "compartment" | "compartments" => "compartment",
+            "species reference" | "species references" => "speciesReference",
+            _ => continue,
+        };
+        let ids = ids.trim_end().trim_end_matches(')').split(',').map(|s| s.trim().to_string()).collect();
+        out.push((element, ids));
+    }
+    out
+}
+
 /// Checks one flattened file; `Err` says what is wrong.
-fn check_case(xml_path: &Path, variables: &[String]) -> Result<(), String> {
+fn check_case(xml_path: &Path, variables: &[String], contents: &[(&str, Vec<String>)]) -> Result<(), String> {
     let xml = std::fs::read_to_string(xml_path).map_err(|e| format!("read: {e}"))?;
     let flat = flatten(&xml, xml_path.parent()).map_err(|e| format!("flatten: {e}"))?;
     let doc = roxmltree::Document::parse(&flat).map_err(|e| format!("output is not XML: {e}"))?;
@@ -286,6 +307,23 @@ fn check_case(xml_path: &Path, variables: &[String]) -> Result<(), String> {
     for v in variables {
         if !ids.contains(v) {
             return Err(format!("output variable '{v}' is not an id of the flat model"));
+        }
+    }
+    for (element, expected) in contents {
+        let mut found: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == *element)
+            .filter_map(|n| n.attribute("id").map(str::to_string))
+            .collect();
+        let mut expected = expected.clone();
+        found.sort();
+        expected.sort();
+        // Species references need no id, so only the listed ones are checked.
+        if *element == "speciesReference" {
+            found.retain(|f| expected.contains(f));
+        }
+        if found != expected {
+            return Err(format!("{element} ids: model.m lists {expected:?}, flat model has {found:?}"));
         }
     }
     Ok(())
@@ -325,6 +363,7 @@ fn sbml_test_suite_comp_cases_flatten_structurally() {
         }
         let settings = std::fs::read_to_string(case.join(format!("{name}-settings.txt"))).unwrap_or_default();
         let vars = settings_variables(&settings);
+        let contents = flattened_contents(&model_m);
         for level in ["l3v1", "l3v2"] {
             let file = format!("{name}-sbml-{level}.xml");
             let path = case.join(&file);
@@ -332,7 +371,7 @@ fn sbml_test_suite_comp_cases_flatten_structurally() {
                 continue;
             }
             files += 1;
-            let result = check_case(&path, &vars);
+            let result = check_case(&path, &vars, &contents);
             match (result, expected.get(file.as_str())) {
                 (Ok(()), None) => passed += 1,
                 (Ok(()), Some(_)) => problems.push(format!("{file}: listed as an expected failure but passes: remove it")),
