@@ -63,6 +63,8 @@ mod error;
 mod lp;
 mod math;
 mod read;
+#[cfg(test)]
+mod tests;
 mod xml;
 
 use std::path::Path;
