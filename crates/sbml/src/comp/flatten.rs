@@ -98,6 +98,9 @@ pub fn flatten(xml: &str, base_dir: Option<&Path>) -> Result<String, CompError> 
     let core_ns = main.root.ns.clone().unwrap_or_else(|| Rc::from("http://www.sbml.org/sbml/level3/version1/core"));
     let mut f = Flattener { root, core_ns, removed: HashSet::new() };
     f.resolve_all(&[])?;
+    // As in libSBML, deleted local parameters go before renaming, so that
+    // their kinetic law's math then refers to the global id they shadowed.
+    drop_local_parameters(&mut f.root, &f.removed);
     f.rename_all(&[]);
     f.process(&[])?;
     let out_model = f.merge()?;
@@ -573,7 +576,24 @@ impl Flattener {
         let is_local = t.name == "localParameter";
         let old_id = t.attr("id").map(str::to_string);
         if let (Some(old), Some(new)) = (old_id.as_deref(), new_id) {
-            if !is_local {
+            if is_local {
+                // A local parameter is only visible in its kinetic law, whose
+                // math it would keep shadowing: drop it, then rename there.
+                if let Some(kl) = kinetic_law_containing(&mut owner.model, target.uid) {
+                    let uid = target.uid;
+                    for list in kl.elems_mut() {
+                        list.children.retain(|c| !matches!(c, Node::Elem(p) if p.uid == uid));
+                    }
+                    let renames = Renames {
+                        sids: HashMap::from([(old.to_string(), new.to_string())]),
+                        units: HashMap::new(),
+                        metaids: HashMap::new(),
+                    };
+                    for m in kl.elems_mut().filter(|m| is_math(m)) {
+                        rename_math(m, &renames, &mut Vec::new());
+                    }
+                }
+            } else {
                 rename_one(&mut owner.model, old, new, is_unit);
             }
         }
@@ -793,6 +813,26 @@ fn new_product_parameter(model: &mut Elem, core_ns: Rc<str>, a: &str, b: &str, l
         }
     }
     id
+}
+
+fn kinetic_law_containing(e: &mut Elem, uid: u32) -> Option<&mut Elem> {
+    if e.name == "kineticLaw" && e.find(uid).is_some() {
+        return Some(e);
+    }
+    e.elems_mut().find_map(|c| kinetic_law_containing(c, uid))
+}
+
+fn drop_local_parameters(inst: &mut Instance, removed: &HashSet<u32>) {
+    fn prune(e: &mut Elem, removed: &HashSet<u32>) {
+        e.children.retain(|c| !matches!(c, Node::Elem(c) if c.name == "localParameter" && removed.contains(&c.uid)));
+        for c in e.elems_mut() {
+            prune(c, removed);
+        }
+    }
+    prune(&mut inst.model, removed);
+    for s in &mut inst.subs {
+        drop_local_parameters(&mut s.inst, removed);
+    }
 }
 
 fn replacement_info(inst: &Instance, rec: &Replacing) -> (Option<String>, Option<Elem>) {

@@ -304,6 +304,7 @@ fn check_case(xml_path: &Path, variables: &[String], contents: &[(&str, Vec<Stri
             }
         }
     }
+    dangling_references(&doc, &ids)?;
     for v in variables {
         if !ids.contains(v) {
             return Err(format!("output variable '{v}' is not an id of the flat model"));
@@ -324,6 +325,36 @@ fn check_case(xml_path: &Path, variables: &[String], contents: &[(&str, Vec<Stri
         }
         if found != expected {
             return Err(format!("{element} ids: model.m lists {expected:?}, flat model has {found:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every SId reference of the flat model (attributes and MathML `ci`) must
+/// name an id it defines, a local parameter of the enclosing kinetic law, or
+/// a bound variable of the enclosing function definition.
+fn dangling_references(doc: &roxmltree::Document<'_>, ids: &HashSet<String>) -> Result<(), String> {
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        for attr in ["compartment", "species", "variable", "symbol", "conversionFactor"] {
+            if let Some(v) = n.attribute(attr) {
+                if !ids.contains(v) {
+                    return Err(format!("<{} {attr}=\"{v}\"> names no element", n.tag_name().name()));
+                }
+            }
+        }
+        if n.tag_name().name() != "ci" {
+            continue;
+        }
+        let name = n.text().unwrap_or("").trim();
+        let scoped = n.ancestors().any(|a| {
+            let local = a.tag_name().name() == "kineticLaw"
+                && a.descendants().any(|p| p.tag_name().name() == "localParameter" && p.attribute("id") == Some(name));
+            let bound = a.tag_name().name() == "lambda"
+                && a.children().any(|b| b.tag_name().name() == "bvar" && b.descendants().any(|c| c.text().map(str::trim) == Some(name)));
+            local || bound
+        });
+        if !scoped && !ids.contains(name) {
+            return Err(format!("<ci>{name}</ci> (line {}) names no element", doc.text_pos_at(n.range().start).row));
         }
     }
     Ok(())
