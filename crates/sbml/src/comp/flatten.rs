@@ -397,7 +397,11 @@ fn resolve_ref(inst: &Instance, path: &[usize], r: &Elem) -> Result<Target, Comp
         kind,
         target: target.to_string(),
     };
-    let target = if let Some(port_id) = comp_attr(r, "portRef") {
+    // Ports cannot point at ports (the spec gives them no portRef); ignoring
+    // one there also rules out reference cycles, since every other step of a
+    // reference goes one submodel deeper.
+    let port_ref = if is_comp(r, "port") { None } else { comp_attr(r, "portRef") };
+    let target = if let Some(port_id) = port_ref {
         let port = inst
             .model
             .elems()
@@ -712,7 +716,7 @@ impl Flattener {
         let mut model = Elem::new(top.ns.clone(), "model", top.file.clone(), top.line);
         model.attrs = top.attrs.iter().filter(|a| !a.ns.as_deref().is_some_and(is_comp_ns)).cloned().collect();
         // notes and annotation come first in SBML; other packages' children follow the core lists.
-        let (first, rest): (Vec<Elem>, Vec<Elem>) = other.into_iter().partition(|e| is_opaque(e));
+        let (first, rest): (Vec<Elem>, Vec<Elem>) = other.into_iter().partition(is_opaque);
         model.children.extend(first.into_iter().map(Node::Elem));
         for name in LIST_ORDER {
             if let Some(l) = lists.remove(*name) {
@@ -1055,7 +1059,6 @@ fn multiply_assignments(e: &mut Elem, id: &str, cf: &Elem) {
     let assigns = match e.name.as_str() {
         "assignmentRule" | "rateRule" | "algebraicRule" | "eventAssignment" => e.attr("variable") == Some(id),
         "initialAssignment" => e.attr("symbol") == Some(id),
-        "kineticLaw" => false,
         _ => false,
     };
     let is_reaction = e.name == "reaction" && e.attr("id") == Some(id);

@@ -239,7 +239,7 @@ fn write_elem(
         }
         out.push_str(&indent);
     }
-    let _ = write!(out, "</{}>\n", e.name);
+    let _ = writeln!(out, "</{}>", e.name);
 }
 
 fn escape(s: &str) -> String {
