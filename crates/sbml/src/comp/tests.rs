@@ -415,3 +415,46 @@ fn sbml_test_suite_comp_cases_flatten_structurally() {
     assert!(files > 0, "no comp cases found under {}", dir.display());
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
+
+/// Bad input must give an error or a model, never a panic: every single comp
+/// attribute of the checked-in cases is removed in turn, and every comp
+/// reference is pointed at a name that does not exist.
+#[test]
+fn mutilated_comp_attributes_never_panic() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/comp");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let (mut variants, mut errors) = (0, 0);
+    for case in files {
+        let Ok(entries) = std::fs::read_dir(&case) else { continue };
+        for xml_path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+            let is_case = xml_path.file_name().is_some_and(|n| n.to_string_lossy().contains("-sbml-l3v"));
+            let Ok(xml) = std::fs::read_to_string(&xml_path) else { continue };
+            if !is_case {
+                continue;
+            }
+            let mut at = 0;
+            while let Some(off) = xml[at..].find(" comp:") {
+                let start = at + off;
+                // The attribute runs to the closing quote of its value.
+                let Some(q1) = xml[start..].find('"') else { break };
+                let Some(q2) = xml[start + q1 + 1..].find('"') else { break };
+                let end = start + q1 + 1 + q2 + 1;
+                for variant in [format!("{}{}", &xml[..start], &xml[end..]), format!("{}x9{}", &xml[..end - 1], &xml[end - 1..])] {
+                    variants += 1;
+                    let result = std::panic::catch_unwind(|| flatten(&variant, xml_path.parent()));
+                    match result {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => errors += 1,
+                        Err(_) => panic!("flatten panicked on {} with the attribute at byte {start} mutilated", xml_path.display()),
+                    }
+                }
+                at = end;
+            }
+        }
+    }
+    eprintln!("{variants} mutilated documents, {errors} rejected with an error");
+    assert!(variants > 50 && errors > 20, "{variants} variants, {errors} errors");
+}
