@@ -70,7 +70,7 @@ mod xml;
 use std::path::Path;
 
 pub use error::FbcError;
-pub use lp::solve;
+pub use lp::{flux_variability, solve, FluxRange, FluxVariability};
 pub use read::read_str;
 
 /// A flux balance linear program, as read from a model.

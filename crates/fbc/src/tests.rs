@@ -371,3 +371,46 @@ fn hand_built_problem_is_checked() {
     expect!["reaction `R` has bounds [NaN, 1]: a bound is NaN"]
         .assert_eq(&solve(&nan_bound).unwrap_err().to_string());
 }
+
+#[test]
+fn variability_shows_alternative_optima() {
+    // R2b is a second copy of R2 (one A per B): the optimum R3 = 5 can split
+    // its flux between them in any proportion, R1 and R3 are pinned.
+    let r2b = r#"<reaction id="R2b" reversible="false" fbc:lowerFluxBound="zero" fbc:upperFluxBound="inf"><listOfReactants><speciesReference species="A" stoichiometry="2" constant="true"/></listOfReactants>
+    <listOfProducts><speciesReference species="B" stoichiometry="1" constant="true"/></listOfProducts></reaction>
+  <reaction id="R3""#;
+    let xml = v2_chain("", "maximize").replacen(r#"<reaction id="R3""#, r2b, 1);
+    let problem = crate::read_str(&xml).expect("the model is well-formed");
+    let fva = crate::flux_variability(&problem).expect("the solver succeeds");
+    assert_eq!(fva.optimum.status, Status::Optimal);
+    // The solver meets constraints within 1e-7, so ends can be off by ~1e-6: round to 1e-4.
+    let round = |v: f64| (v * 1e4).round() / 1e4 + 0.0;
+    let ranges: Vec<String> = fva
+        .ranges
+        .iter()
+        .map(|r| format!("{} in [{}, {}]", r.reaction, round(r.min), round(r.max)))
+        .collect();
+    expect![[r#"
+        R1 in [10, 10]
+        R2 in [0, 5]
+        R2b in [0, 5]
+        R3 in [5, 5]"#]]
+    .assert_eq(&ranges.join("\n"));
+
+    // An unbounded program has no optimal face to explore.
+    let open = doc(
+        2,
+        false,
+        &format!(
+            "{CHAIN_SPECIES}\n{}\n{}",
+            chain_reactions("", "", ""),
+            objective("maximize", "R3")
+        ),
+    );
+    let fva = crate::flux_variability(&crate::read_str(&open).expect("well-formed"))
+        .expect("no solver failure");
+    assert_eq!(
+        (fva.optimum.status, fva.ranges.len()),
+        (Status::Unbounded, 0)
+    );
+}
