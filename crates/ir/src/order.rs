@@ -1,6 +1,6 @@
 //! Dependency order of assignments and of initial values.
 
-use crate::{Expr, Model, Sym, SymbolKind};
+use crate::{Model, Sym, SymbolKind};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OrderError {

@@ -1,0 +1,95 @@
+//! The past of a run, for `delay(x, tau)`.
+
+/// Solution samples at accepted steps: `(t, y, dy)` with cubic Hermite
+/// interpolation between them (linear where `dy` is unknown, i.e. for the
+/// algebraic unknowns). Two samples at the same time mark a discontinuity
+/// (an event): a query at that time sees the later one.
+#[derive(Default)]
+pub(crate) struct History {
+    n: usize,
+    t: Vec<f64>,
+    y: Vec<f64>,
+    dy: Vec<f64>,
+}
+
+impl History {
+    pub(crate) fn new(n: usize) -> History {
+        History { n, ..History::default() }
+    }
+
+    pub(crate) fn push(&mut self, t: f64, y: &[f64], dy: &[f64]) {
+        if let Some(&last) = self.t.last() {
+            if t < last {
+                return;
+            }
+        }
+        self.t.push(t);
+        self.y.extend_from_slice(y);
+        self.dy.extend_from_slice(dy);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// The state at `t`: the first sample before the history starts, the
+    /// last one after it ends.
+    pub(crate) fn at(&self, t: f64, out: &mut [f64]) {
+        let n = self.n;
+        let k = self.t.len();
+        if k == 0 {
+            return;
+        }
+        if t <= self.t[0] {
+            // Before the start the model sits at its initial state.
+            out.copy_from_slice(&self.y[..n]);
+            return;
+        }
+        if t >= self.t[k - 1] {
+            out.copy_from_slice(&self.y[(k - 1) * n..k * n]);
+            return;
+        }
+        // Last sample with time <= t (so a discontinuity at t reads the later sample).
+        let i = self.t.partition_point(|&s| s <= t) - 1;
+        let (t0, t1) = (self.t[i], self.t[i + 1]);
+        let h = t1 - t0;
+        if h <= 0.0 {
+            out.copy_from_slice(&self.y[(i + 1) * n..(i + 2) * n]);
+            return;
+        }
+        let s = (t - t0) / h;
+        let (h00, h10, h01, h11) =
+            ((1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s), s * (1.0 - s) * (1.0 - s), s * s * (3.0 - 2.0 * s), s * s * (s - 1.0));
+        for j in 0..n {
+            let (y0, y1) = (self.y[i * n + j], self.y[(i + 1) * n + j]);
+            let (d0, d1) = (self.dy[i * n + j], self.dy[(i + 1) * n + j]);
+            out[j] = if d0.is_finite() && d1.is_finite() {
+                h00 * y0 + h10 * h * d0 + h01 * y1 + h11 * h * d1
+            } else {
+                y0 + s * (y1 - y0)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hermite_is_exact_for_cubics() {
+        let f = |t: f64| t * t * t - 2.0 * t;
+        let df = |t: f64| 3.0 * t * t - 2.0;
+        let mut h = History::new(1);
+        for t in [0.0, 0.5, 1.5, 2.0] {
+            h.push(t, &[f(t)], &[df(t)]);
+        }
+        let mut out = [0.0];
+        for t in [0.1, 0.7, 1.2, 1.99] {
+            h.at(t, &mut out);
+            assert!((out[0] - f(t)).abs() < 1e-12, "{t}: {} vs {}", out[0], f(t));
+        }
+        h.at(-1.0, &mut out);
+        assert_eq!(out[0], f(0.0));
+    }
+}

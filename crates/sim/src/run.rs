@@ -1,0 +1,614 @@
+//! One time course: initial values, integration, events and outputs.
+
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use vht_codegen::{DelayHost, Function, Slot};
+use vht_ir::eval::{eval, Env};
+use vht_ir::{Expr, Sym, SymbolKind};
+use vht_solver::{Options, SolveError, Stats, StepOutcome, System};
+
+use crate::events::{Pending, Queue};
+use crate::history::History;
+use crate::{newton, Simulator};
+
+/// Settings of one time course. Plain data.
+#[derive(Clone, Debug)]
+pub struct TimeCourse {
+    pub start: f64,
+    pub end: f64,
+    /// Output rows, including start and end (at least 2), evenly spaced.
+    pub points: usize,
+    pub rtol: f64,
+    pub atol: f64,
+    pub max_steps: usize,
+    /// Give up (with [`SimError::Timeout`]) after this instant.
+    pub deadline: Option<Instant>,
+    /// Seed for the choice among simultaneous events of equal priority.
+    pub seed: u64,
+}
+
+impl Default for TimeCourse {
+    fn default() -> Self {
+        TimeCourse {
+            start: 0.0,
+            end: 10.0,
+            points: 101,
+            rtol: 1e-6,
+            atol: 1e-12,
+            max_steps: 500_000,
+            deadline: None,
+            seed: 0,
+        }
+    }
+}
+
+/// One output column: a name and the expression it reports.
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub expr: Expr,
+}
+
+/// The result of a time course: a table with one row per output time.
+#[derive(Clone, Debug)]
+pub struct Trajectory {
+    pub names: Vec<String>,
+    pub times: Vec<f64>,
+    /// Row-major: `values[i * names.len() + j]` is column `j` at `times[i]`.
+    pub values: Vec<f64>,
+    pub stats: Stats,
+}
+
+impl Trajectory {
+    pub fn row(&self, i: usize) -> &[f64] {
+        let n = self.names.len();
+        &self.values[i * n..(i + 1) * n]
+    }
+    pub fn column(&self, name: &str) -> Option<Vec<f64>> {
+        let j = self.names.iter().position(|n| n == name)?;
+        Some((0..self.times.len()).map(|i| self.row(i)[j]).collect())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    #[error(transparent)]
+    Solver(#[from] SolveError),
+    #[error("the algebraic equations have no solution near the current values at t = {t}")]
+    Algebraic { t: f64 },
+    #[error("the run took longer than allowed (stopped at t = {t})")]
+    Timeout { t: f64 },
+    #[error("events keep firing at t = {t} (more than {limit} executions at one time)")]
+    EventLoop { t: f64, limit: usize },
+    #[error("bad time course: {reason}")]
+    Settings { reason: String },
+    #[error("could not compile the output columns: {0}")]
+    Columns(String),
+    #[error("a delay is negative ({tau}) at t = {t}")]
+    NegativeDelay { t: f64, tau: f64 },
+}
+
+/// Simulates one time course. `overrides` replace parameter values (and so
+/// every initial value that depends on them).
+pub fn simulate(
+    sim: &Simulator,
+    tc: &TimeCourse,
+    columns: &[Column],
+    overrides: &[(Sym, f64)],
+) -> Result<Trajectory, SimError> {
+    if !(tc.points >= 2 && tc.end > tc.start && tc.start.is_finite() && tc.end.is_finite()) {
+        return Err(SimError::Settings {
+            reason: format!("need start < end and at least 2 points (got {}..{}, {} points)", tc.start, tc.end, tc.points),
+        });
+    }
+    let exprs: Vec<Expr> = columns.iter().map(|c| c.expr.clone()).collect();
+    let out_fn = vht_codegen::compile_exprs(&sim.model, &sim.code.layout, &exprs, &vht_codegen::Options {
+        backend: vht_codegen::Backend::Interpreter,
+    })
+    .map_err(|e| SimError::Columns(e.to_string()))?;
+    let run = Run::new(sim, tc, overrides)?;
+    run.go(tc, columns, &out_fn)
+}
+
+/// The mutable state of one run. The solver sees it through [`System`]
+/// (with shared references), hence the cells.
+struct Run<'s> {
+    sim: &'s Simulator,
+    t0: f64,
+    /// Parameter values (events may change them).
+    p: RefCell<Vec<f64>>,
+    /// The algebraic unknowns at the last solve (the next solve's guess).
+    z: RefCell<Vec<f64>>,
+    alg_failed: Cell<Option<f64>>,
+    history: RefCell<History>,
+    /// Every symbol's value at the start, before events at t0 (the past of
+    /// the run for `delay`).
+    vals0: Vec<f64>,
+    delays: Vec<Expr>,
+    scratch: RefCell<Scratch>,
+}
+
+struct Scratch {
+    y: Vec<f64>,
+    f: Vec<f64>,
+    jac: Vec<f64>,
+}
+
+/// Index of the dummy state a model with no ODE states integrates (so that
+/// time, and with it events, still advance).
+const DUMMY: f64 = 0.0;
+
+impl<'s> Run<'s> {
+    fn new(sim: &'s Simulator, tc: &TimeCourse, overrides: &[(Sym, f64)]) -> Result<Run<'s>, SimError> {
+        let model = &sim.model;
+        let n = model.symbols.len();
+        let mut vals = vec![f64::NAN; n];
+        // Initial values in dependency order.
+        for &s in &sim.init_order {
+            let sym = model.symbol(s);
+            let v = if let Some(&(_, v)) = overrides.iter().find(|(o, _)| *o == s) {
+                v
+            } else {
+                let e = match &sym.kind {
+                    SymbolKind::Assigned { expr } => expr,
+                    _ => &sym.initial,
+                };
+                eval(e, &InitEnv { vals: &vals, t: tc.start })
+            };
+            vals[s.index()] = v;
+        }
+        let layout = &sim.code.layout;
+        let p: Vec<f64> = layout.p.iter().map(|s| vals[s.index()]).collect();
+        let z: Vec<f64> = layout.y[sim.n_ode..].iter().map(|s| vals[s.index()]).collect();
+        let n_jac = sim.code.jac_pattern.len();
+        let run = Run {
+            sim,
+            t0: tc.start,
+            p: RefCell::new(p),
+            z: RefCell::new(z),
+            alg_failed: Cell::new(None),
+            history: RefCell::new(History::new(sim.n_y())),
+            vals0: vals,
+            delays: vht_codegen::model_delays(model),
+            scratch: RefCell::new(Scratch {
+                y: vec![0.0; sim.n_y()],
+                f: vec![0.0; sim.n_y()],
+                jac: vec![0.0; n_jac],
+            }),
+        };
+        Ok(run)
+    }
+
+    fn n_sys(&self) -> usize {
+        self.sim.n_ode.max(1)
+    }
+
+    /// The ODE part of the initial state.
+    fn x0(&self) -> Vec<f64> {
+        let layout = &self.sim.code.layout;
+        let mut x: Vec<f64> = layout.y[..self.sim.n_ode].iter().map(|s| self.vals0[s.index()]).collect();
+        if x.is_empty() {
+            x.push(DUMMY);
+        }
+        x
+    }
+
+    /// Solves the algebraic unknowns for the ODE state `x` at `t`, starting
+    /// from the last solution, and writes the full `y = [x, z]`.
+    fn full_y(&self, t: f64, x: &[f64], y: &mut [f64]) -> bool {
+        let n_ode = self.sim.n_ode;
+        y[..n_ode].copy_from_slice(&x[..n_ode]);
+        if self.sim.n_alg == 0 {
+            return true;
+        }
+        let mut z = self.z.borrow_mut();
+        y[n_ode..].copy_from_slice(&z);
+        let p = self.p.borrow();
+        let code = &self.sim.code;
+        let n_alg = self.sim.n_alg;
+        let mut f = vec![0.0; y.len()];
+        let mut jv = vec![0.0; code.jac_pattern.len()];
+        let mut yy = y.to_vec();
+        let ok = newton::solve(&mut z, |zz, r, jac| {
+            yy[n_ode..].copy_from_slice(zz);
+            code.rhs.eval(t, &yy, &p, &mut f, self);
+            r.copy_from_slice(&f[n_ode..]);
+            if let Some(jac) = jac {
+                code.jac.eval(t, &yy, &p, &mut jv, self);
+                jac.iter_mut().for_each(|v| *v = 0.0);
+                for &(k, r, c) in &self.sim.jac_alg {
+                    jac[c * n_alg + r] = jv[k];
+                }
+            }
+        });
+        y[n_ode..].copy_from_slice(&z);
+        if !ok {
+            self.alg_failed.set(Some(t));
+        }
+        ok
+    }
+
+    /// Every symbol's value at `(t, y)`.
+    fn values(&self, t: f64, y: &[f64]) -> Vec<f64> {
+        let mut vals = vec![0.0; self.sim.model.symbols.len()];
+        let p = self.p.borrow();
+        self.sim.code.values.eval(t, y, &p, &mut vals, self);
+        vals
+    }
+
+    /// The value of `e` at the earlier time `t` (for `delay`).
+    fn past(&self, e: &Expr, t: f64) -> f64 {
+        let history = self.history.borrow();
+        if t <= self.t0 || history.is_empty() {
+            return eval(e, &InitEnv { vals: &self.vals0, t: self.t0 });
+        }
+        let mut y = vec![0.0; self.sim.n_y()];
+        history.at(t, &mut y);
+        drop(history);
+        eval(e, &PastEnv { run: self, t, y })
+    }
+
+    fn record_history(&self, t: f64, y: &[f64]) {
+        if !self.sim.has_delays {
+            return;
+        }
+        let mut f = vec![0.0; y.len()];
+        {
+            let p = self.p.borrow();
+            self.sim.code.rhs.eval(t, y, &p, &mut f, self);
+        }
+        // Residual rows carry no derivative: interpolate those linearly.
+        f[self.sim.n_ode..].iter_mut().for_each(|v| *v = f64::NAN);
+        self.history.borrow_mut().push(t, y, &f);
+    }
+
+    fn go(&self, tc: &TimeCourse, columns: &[Column], out_fn: &Function) -> Result<Trajectory, SimError> {
+        let sim = self.sim;
+        let n_y = sim.n_y();
+        let ncol = columns.len();
+        let times: Vec<f64> = (0..tc.points)
+            .map(|i| {
+                if i + 1 == tc.points {
+                    tc.end
+                } else {
+                    tc.start + (tc.end - tc.start) * i as f64 / (tc.points - 1) as f64
+                }
+            })
+            .collect();
+        let mut values = vec![f64::NAN; tc.points * ncol];
+        let mut next_out = 0usize;
+        let eps = |t: f64| 1e-10 * t.abs().max(1.0);
+
+        let mut x = self.x0();
+        let mut y = vec![0.0; n_y];
+        let t0 = tc.start;
+        if !self.full_y(t0, &x, &mut y) {
+            return Err(SimError::Algebraic { t: t0 });
+        }
+        self.record_history(t0, &y);
+
+        // Events at the start: triggers true at t0 fire if their initial value is false.
+        let initial: Vec<bool> = sim.model.events.iter().map(|e| e.initial_value).collect();
+        let mut queue = Queue::new(initial, tc.seed);
+        self.fire_events(t0, &mut x, &mut queue)?;
+
+        let emit = |t: f64, y: &[f64], row: usize, values: &mut [f64]| {
+            let p = self.p.borrow();
+            out_fn.eval(t, y, &p, &mut values[row * ncol..(row + 1) * ncol], self);
+        };
+        self.full_y(t0, &x, &mut y);
+        self.record_history(t0, &y);
+        while next_out < times.len() && times[next_out] <= t0 + eps(t0) {
+            emit(times[next_out], &y, next_out, &mut values);
+            next_out += 1;
+        }
+
+        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, h0: None };
+        let x_start = x.clone();
+        let stats = vht_solver::integrate(self, t0, &x_start, &options, |it| -> Result<Stats, SimError> {
+        let mut stop_at: Option<f64> = None;
+        let mut trig = vec![0.0; sim.model.events.len()];
+        let mut xi = vec![0.0; self.n_sys()];
+        let mut stats = Stats::default();
+
+        while next_out < times.len() {
+            if let Some(deadline) = tc.deadline {
+                if Instant::now() > deadline {
+                    return Err(SimError::Timeout { t: it.t() });
+                }
+            }
+            let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end));
+            if stop_at != Some(want_stop) && want_stop > it.t() {
+                it.set_stop_time(want_stop)?;
+                stop_at = Some(want_stop);
+            }
+            let t_prev = it.t();
+            let outcome = it.step();
+            if let Some(t) = self.alg_failed.take() {
+                return Err(SimError::Algebraic { t });
+            }
+            let outcome = outcome?;
+            // Where (if anywhere) in this step events need handling.
+            let t_event = match outcome {
+                StepOutcome::Root { t } => {
+                    it.interpolate(t, &mut xi)?;
+                    self.triggers_changed(t, &xi, &queue, &mut trig).then_some(t)
+                }
+                StepOutcome::Step { t } => {
+                    xi.copy_from_slice(it.y());
+                    self.triggers_changed(t, &xi, &queue, &mut trig).then_some(t)
+                }
+                StepOutcome::Stop { t } => {
+                    stop_at = None;
+                    xi.copy_from_slice(it.y());
+                    let due = queue.next_time().is_some_and(|te| te <= t + eps(t));
+                    (due || self.triggers_changed(t, &xi, &queue, &mut trig)).then_some(t)
+                }
+            };
+            let t_reached = t_event.unwrap_or(it.t());
+            // Outputs strictly before an event (or up to the step end) come from interpolation.
+            while next_out < times.len() {
+                let to = times[next_out];
+                let before = match t_event {
+                    Some(te) => to < te - eps(te),
+                    None => to <= t_reached + eps(t_reached) && to >= t_prev - eps(t_prev),
+                };
+                if !before {
+                    break;
+                }
+                let tq = to.clamp(t_prev, it.t());
+                it.interpolate(tq, &mut xi)?;
+                self.full_y(tq, &xi, &mut y);
+                emit(to, &y, next_out, &mut values);
+                next_out += 1;
+            }
+            if let Some(te) = t_event {
+                it.rewind_to(te)?;
+                x.copy_from_slice(it.y());
+                self.full_y(te, &x, &mut y);
+                self.record_history(te, &y);
+                self.fire_events(te, &mut x, &mut queue)?;
+                self.full_y(te, &x, &mut y);
+                self.record_history(te, &y);
+                it.restart(te, &x);
+                stop_at = None;
+                while next_out < times.len() && times[next_out] <= te + eps(te) {
+                    emit(times[next_out], &y, next_out, &mut values);
+                    next_out += 1;
+                }
+            } else if sim.has_delays {
+                x.copy_from_slice(it.y());
+                self.full_y(it.t(), &x, &mut y);
+                self.record_history(it.t(), &y);
+            }
+            if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
+                break;
+            }
+        }
+        stats += it.stats();
+        Ok(stats)
+        })??;
+        Ok(Trajectory { names: columns.iter().map(|c| c.name.clone()).collect(), times, values, stats })
+    }
+
+    /// Evaluates the triggers at `(t, x)`; true if any differs from its
+    /// last value or an event is due.
+    fn triggers_changed(&self, t: f64, x: &[f64], queue: &Queue, trig: &mut [f64]) -> bool {
+        if self.sim.model.events.is_empty() {
+            return false;
+        }
+        let mut y = vec![0.0; self.sim.n_y()];
+        self.full_y(t, x, &mut y);
+        let p = self.p.borrow();
+        self.sim.triggers.eval(t, &y, &p, trig, self);
+        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before)
+    }
+
+    /// Schedules, cancels and executes events at time `t` until none is due,
+    /// changing `x`, the parameters and the algebraic unknowns.
+    fn fire_events(&self, t: f64, x: &mut [f64], queue: &mut Queue) -> Result<(), SimError> {
+        let sim = self.sim;
+        let events = &sim.model.events;
+        if events.is_empty() {
+            return Ok(());
+        }
+        const LIMIT: usize = 100_000;
+        let eps = 1e-10 * t.abs().max(1.0);
+        let mut y = vec![0.0; sim.n_y()];
+        for _ in 0..LIMIT {
+            if !self.full_y(t, x, &mut y) {
+                return Err(SimError::Algebraic { t });
+            }
+            let vals = self.values(t, &y);
+            let env = NowEnv { run: self, t, vals: &vals };
+            for (i, ev) in events.iter().enumerate() {
+                let now = eval(&ev.trigger, &env) != 0.0;
+                if now && !queue.prev[i] {
+                    let delay = ev.delay.as_ref().map_or(0.0, |d| eval(d, &env));
+                    if delay < 0.0 {
+                        return Err(SimError::NegativeDelay { t, tau: delay });
+                    }
+                    let values = ev
+                        .use_values_from_trigger_time
+                        .then(|| ev.assignments.iter().map(|a| eval(&a.value, &env)).collect());
+                    queue.pending.push(Pending { event: i, time: t + delay, values });
+                } else if !now && queue.prev[i] && !ev.persistent {
+                    queue.pending.retain(|p| p.event != i);
+                }
+                queue.prev[i] = now;
+            }
+            let due: Vec<(usize, f64)> = queue
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.time <= t + eps)
+                .map(|(k, p)| {
+                    let prio = events[p.event].priority.as_ref().map_or(f64::NEG_INFINITY, |e| eval(e, &env));
+                    (k, prio)
+                })
+                .collect();
+            let Some(k) = queue.choose(&due) else {
+                return Ok(());
+            };
+            let pending = queue.pending.remove(k);
+            let ev = &events[pending.event];
+            let new_values: Vec<f64> = match pending.values {
+                Some(v) => v,
+                None => ev.assignments.iter().map(|a| eval(&a.value, &env)).collect(),
+            };
+            let mut p = self.p.borrow_mut();
+            let mut z = self.z.borrow_mut();
+            for (a, v) in ev.assignments.iter().zip(new_values) {
+                match sim.slot(a.target) {
+                    Slot::Y(i) if i < sim.n_ode => x[i] = v,
+                    Slot::Y(i) => z[i - sim.n_ode] = v,
+                    Slot::P(i) => p[i] = v,
+                    Slot::Assigned => {}
+                }
+            }
+        }
+        Err(SimError::EventLoop { t, limit: LIMIT })
+    }
+}
+
+impl System for Run<'_> {
+    fn len(&self) -> usize {
+        self.n_sys()
+    }
+
+    fn rhs(&self, t: f64, x: &[f64], dx: &mut [f64]) {
+        let mut s = self.scratch.borrow_mut();
+        let Scratch { y, f, .. } = &mut *s;
+        self.full_y(t, x, y);
+        let p = self.p.borrow();
+        self.sim.code.rhs.eval(t, y, &p, f, self);
+        let n_ode = self.sim.n_ode;
+        if n_ode == 0 {
+            dx[0] = 0.0;
+        } else {
+            dx.copy_from_slice(&f[..n_ode]);
+        }
+    }
+
+    fn jac_mul(&self, t: f64, x: &[f64], v: &[f64], out: &mut [f64]) {
+        let n_ode = self.sim.n_ode;
+        if n_ode == 0 {
+            out[0] = 0.0;
+            return;
+        }
+        if self.sim.n_alg > 0 {
+            // The reduced system's Jacobian goes through the algebraic
+            // solve: a directional finite difference is simplest and exact enough.
+            let norm_x = x.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+            let norm_v = v.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+            if norm_v == 0.0 {
+                out.iter_mut().for_each(|o| *o = 0.0);
+                return;
+            }
+            let h = 1e-8 * norm_x.max(1e-6) / norm_v;
+            let xh: Vec<f64> = x.iter().zip(v).map(|(a, b)| a + h * b).collect();
+            let mut f0 = vec![0.0; n_ode];
+            let mut f1 = vec![0.0; n_ode];
+            self.rhs(t, x, &mut f0);
+            self.rhs(t, &xh, &mut f1);
+            for i in 0..n_ode {
+                out[i] = (f1[i] - f0[i]) / h;
+            }
+            return;
+        }
+        let mut s = self.scratch.borrow_mut();
+        let Scratch { jac, .. } = &mut *s;
+        let p = self.p.borrow();
+        self.sim.code.jac.eval(t, x, &p, jac, self);
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for &(k, r, c) in &self.sim.jac_ode {
+            out[r] += jac[k] * v[c];
+        }
+    }
+
+    fn n_roots(&self) -> usize {
+        self.sim.roots.len()
+    }
+
+    fn roots(&self, t: f64, x: &[f64], g: &mut [f64]) {
+        let mut y = vec![0.0; self.sim.n_y()];
+        self.full_y(t, x, &mut y);
+        let p = self.p.borrow();
+        self.sim.roots.eval(t, &y, &p, g, self);
+    }
+}
+
+impl DelayHost for Run<'_> {
+    fn delayed(&self, k: usize, t_past: f64) -> f64 {
+        match self.delays.get(k) {
+            Some(e) => self.past(e, t_past),
+            None => f64::NAN,
+        }
+    }
+}
+
+/// Values while initial values are being computed: those not computed yet
+/// are NaN; a delay reads the start.
+struct InitEnv<'a> {
+    vals: &'a [f64],
+    t: f64,
+}
+
+impl Env for InitEnv<'_> {
+    fn value(&self, s: Sym) -> f64 {
+        self.vals[s.index()]
+    }
+    fn time(&self) -> f64 {
+        self.t
+    }
+    fn delayed(&self, e: &Expr, _t_past: f64) -> f64 {
+        eval(e, self)
+    }
+}
+
+/// Values at the current time, all precomputed.
+struct NowEnv<'a, 's> {
+    run: &'a Run<'s>,
+    t: f64,
+    vals: &'a [f64],
+}
+
+impl Env for NowEnv<'_, '_> {
+    fn value(&self, s: Sym) -> f64 {
+        self.vals[s.index()]
+    }
+    fn time(&self) -> f64 {
+        self.t
+    }
+    fn delayed(&self, e: &Expr, t_past: f64) -> f64 {
+        self.run.past(e, t_past)
+    }
+}
+
+/// Values at an earlier time, from the history.
+struct PastEnv<'a, 's> {
+    run: &'a Run<'s>,
+    t: f64,
+    y: Vec<f64>,
+}
+
+impl Env for PastEnv<'_, '_> {
+    fn value(&self, s: Sym) -> f64 {
+        match self.run.sim.slot(s) {
+            Slot::Y(i) => self.y[i],
+            Slot::P(i) => self.run.p.borrow()[i],
+            Slot::Assigned => match &self.run.sim.model.symbol(s).kind {
+                SymbolKind::Assigned { expr } => eval(expr, self),
+                _ => f64::NAN,
+            },
+        }
+    }
+    fn time(&self) -> f64 {
+        self.t
+    }
+    fn delayed(&self, e: &Expr, t_past: f64) -> f64 {
+        self.run.past(e, t_past)
+    }
+}

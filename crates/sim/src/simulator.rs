@@ -1,0 +1,118 @@
+//! A model compiled once, with what every run needs precomputed.
+
+use vht_codegen::{compile, compile_exprs, CodegenError, CompiledModel, Function, Options, Slot};
+use vht_ir::{BinOp, Expr, Model, OrderError, Sym, SymbolKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid model: {0}")]
+    Model(#[from] OrderError),
+    #[error("could not compile the model: {0}")]
+    Codegen(#[from] CodegenError),
+}
+
+/// A compiled model, shared by every run (`Send + Sync`).
+pub struct Simulator {
+    pub model: Model,
+    pub code: CompiledModel,
+    /// Number of ODE states (the front of the y vector).
+    pub(crate) n_ode: usize,
+    /// Number of algebraic unknowns (the back of the y vector).
+    pub(crate) n_alg: usize,
+    /// Root functions: one per relational atom of the event triggers.
+    pub(crate) roots: Function,
+    /// The event triggers, as booleans.
+    pub(crate) triggers: Function,
+    pub(crate) init_order: Vec<Sym>,
+    /// Jacobian entries (pattern index, row, col) in the ODE block.
+    pub(crate) jac_ode: Vec<(usize, usize, usize)>,
+    /// Jacobian entries (pattern index, row - n_ode, col - n_ode) in the algebraic block.
+    pub(crate) jac_alg: Vec<(usize, usize, usize)>,
+    pub(crate) has_delays: bool,
+}
+
+impl Simulator {
+    pub fn new(model: Model, options: &Options) -> Result<Simulator, BuildError> {
+        model.check()?;
+        let code = compile(&model, options)?;
+        let n_ode = code.layout.n_ode;
+        let n_alg = code.layout.y.len() - n_ode;
+        let mut atoms = Vec::new();
+        for ev in &model.events {
+            relational_atoms(&ev.trigger, &mut atoms);
+        }
+        let roots = compile_exprs(&model, &code.layout, &atoms, options)?;
+        let trigger_exprs: Vec<Expr> = model.events.iter().map(|e| e.trigger.clone()).collect();
+        let triggers = compile_exprs(&model, &code.layout, &trigger_exprs, options)?;
+        let init_order = vht_ir::initial_order(&model)?;
+        let mut jac_ode = Vec::new();
+        let mut jac_alg = Vec::new();
+        for (k, &(r, c)) in code.jac_pattern.iter().enumerate() {
+            if r < n_ode && c < n_ode {
+                jac_ode.push((k, r, c));
+            } else if r >= n_ode && c >= n_ode {
+                jac_alg.push((k, r - n_ode, c - n_ode));
+            }
+        }
+        let has_delays = {
+            let mut d = model.algebraic.iter().any(Expr::contains_delay)
+                || model.events.iter().any(|e| {
+                    e.trigger.contains_delay() || e.assignments.iter().any(|a| a.value.contains_delay())
+                });
+            for s in &model.symbols {
+                d |= s.initial.contains_delay()
+                    || match &s.kind {
+                        SymbolKind::State { rate } => rate.contains_delay(),
+                        SymbolKind::Assigned { expr } => expr.contains_delay(),
+                        _ => false,
+                    };
+            }
+            d
+        };
+        Ok(Simulator { model, code, n_ode, n_alg, roots, triggers, init_order, jac_ode, jac_alg, has_delays })
+    }
+
+    pub fn slot(&self, s: Sym) -> Slot {
+        self.code.layout.slot(s)
+    }
+
+    /// Number of values in a run's state vector `y` (ODE states, then algebraic unknowns).
+    pub fn n_y(&self) -> usize {
+        self.n_ode + self.n_alg
+    }
+}
+
+/// Collects the relational sub-expressions (`a < b` etc.) of a boolean
+/// expression as root functions `a - b`. A trigger can only change value
+/// where one of them crosses zero (or at a discontinuity, which is an event).
+fn relational_atoms(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Bin(BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Neq, a, b) => {
+            let root = Expr::bin(BinOp::Sub, (**a).clone(), (**b).clone());
+            if !out.contains(&root) {
+                out.push(root);
+            }
+            // Relations nested inside the operands (e.g. piecewise) matter too.
+            relational_atoms(a, out);
+            relational_atoms(b, out);
+        }
+        Expr::Num(_) | Expr::Sym(_) | Expr::Time => {}
+        Expr::Un(_, a) => relational_atoms(a, out),
+        Expr::Bin(_, a, b) => {
+            relational_atoms(a, out);
+            relational_atoms(b, out);
+        }
+        Expr::Delay(a, b) => {
+            relational_atoms(a, out);
+            relational_atoms(b, out);
+        }
+        Expr::Nary(_, args) => args.iter().for_each(|a| relational_atoms(a, out)),
+        Expr::Piecewise(pieces, otherwise) => {
+            for (v, c) in pieces {
+                relational_atoms(v, out);
+                relational_atoms(c, out);
+            }
+            relational_atoms(otherwise, out);
+        }
+    }
+}
