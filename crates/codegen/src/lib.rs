@@ -23,6 +23,10 @@
 //! let mut dxdt = [0.0];
 //! cm.rhs.eval(0.0, &[2.0], &[0.5], &mut dxdt, &NoDelays);
 //! assert_eq!(dxdt[0], -1.0);
+//! assert_eq!(cm.jac_pattern, vec![(0, 0)]);
+//! let mut j = [0.0];
+//! cm.jac.eval(0.0, &[2.0], &[0.5], &mut j, &NoDelays);
+//! assert_eq!(j[0], -0.5);
 //! ```
 
 mod interp;

@@ -1,12 +1,13 @@
-//! Scalar semantics of every IR operator (MathML / SBML rules).
+//! Scalar semantics of every IR operator, as the backends run them.
 //!
-//! This module is the single definition of what each operator computes. The
-//! interpreter calls these functions directly; the JIT emits native
-//! instructions only where they are bit-identical to the functions here
-//! (IEEE add/sub/mul/div/sqrt/floor/ceil/trunc/compare/select) and calls these
-//! very functions (as `extern "C"` symbols) for everything else, so the two
-//! backends cannot drift apart.
+//! The definition of what each operator computes is `vht_ir::eval` (shared
+//! with the simulator's tree-walking evaluator). The interpreter calls it
+//! directly; the JIT emits native instructions only where they are
+//! bit-identical to it (IEEE add/sub/mul/div/sqrt/floor/ceil/trunc/compare/
+//! select) and otherwise calls the `extern "C"` wrappers below, which call
+//! `vht_ir::eval` too, so no backend can drift from the definition.
 
+use vht_ir::eval;
 use vht_ir::{BinOp, UnOp};
 
 #[inline]
@@ -37,55 +38,31 @@ pub fn bin_is_native(op: BinOp) -> bool {
 
 #[inline]
 pub fn un(op: UnOp, x: f64) -> f64 {
-    match op {
-        UnOp::Neg => -x,
-        UnOp::Not => boolean(!truth(x)),
-        UnOp::Abs => x.abs(),
-        UnOp::Sqrt => x.sqrt(),
-        UnOp::Floor => x.floor(),
-        UnOp::Ceil => x.ceil(),
-        _ => un_call(op)(x),
-    }
+    eval::un(op, x)
 }
 
 #[inline]
 pub fn bin(op: BinOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinOp::Sub => a - b,
-        BinOp::Div => a / b,
-        BinOp::Quotient => (a / b).trunc(),
-        BinOp::Eq => boolean(a == b),
-        BinOp::Neq => boolean(a != b),
-        BinOp::Lt => boolean(a < b),
-        BinOp::Le => boolean(a <= b),
-        BinOp::Gt => boolean(a > b),
-        BinOp::Ge => boolean(a >= b),
-        BinOp::Implies => boolean(!truth(a) || truth(b)),
-        BinOp::Pow | BinOp::Log | BinOp::Root | BinOp::Rem => bin_call(op)(a, b),
-    }
+    eval::bin(op, a, b)
 }
 
-/// Min and max propagate NaN (unlike `f64::min`): a NaN in a model is a
-/// fault to surface, not a value to skip. Cranelift's `fmin`/`fmax` agree.
+/// One step of `vht_ir::eval::nary(Min, ..)`'s fold, with `acc` the minimum so
+/// far: NaN propagates, and on ties (also -0 vs +0) the earlier argument wins.
 #[inline]
-pub fn min2(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else if a < b {
-        a
+pub fn min2(acc: f64, x: f64) -> f64 {
+    if x < acc || x.is_nan() {
+        x
     } else {
-        b
+        acc
     }
 }
 
 #[inline]
-pub fn max2(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else if a > b {
-        a
+pub fn max2(acc: f64, x: f64) -> f64 {
+    if x > acc || x.is_nan() {
+        x
     } else {
-        b
+        acc
     }
 }
 
@@ -158,104 +135,78 @@ pub fn bin_name(op: BinOp) -> String {
     format!("vht_bin_{op:?}")
 }
 
-macro_rules! unary {
-    ($($name:ident = |$x:ident| $body:expr;)*) => {
-        $(pub extern "C" fn $name($x: f64) -> f64 { $body })*
+macro_rules! wrappers {
+    ($($name:ident = $op:ident;)*) => {
+        $(pub extern "C" fn $name(x: f64) -> f64 { eval::un(UnOp::$op, x) })*
     };
 }
 
-unary! {
-    neg = |x| -x;
-    not = |x| boolean(!truth(x));
-    abs = |x| x.abs();
-    sqrt = |x| x.sqrt();
-    floor = |x| x.floor();
-    ceil = |x| x.ceil();
-    exp = |x| x.exp();
-    ln = |x| x.ln();
-    log10 = |x| x.log10();
-    sin = |x| x.sin();
-    cos = |x| x.cos();
-    tan = |x| x.tan();
-    sec = |x| 1.0 / x.cos();
-    csc = |x| 1.0 / x.sin();
-    // cos/sin rather than 1/tan: exact zero-crossings do not depend on tan's huge values near pi/2.
-    cot = |x| x.cos() / x.sin();
-    sinh = |x| x.sinh();
-    cosh = |x| x.cosh();
-    tanh = |x| x.tanh();
-    sech = |x| 1.0 / x.cosh();
-    csch = |x| 1.0 / x.sinh();
-    // 1/tanh rather than cosh/sinh, which is inf/inf = NaN for |x| > 710.
-    coth = |x| 1.0 / x.tanh();
-    asin = |x| x.asin();
-    acos = |x| x.acos();
-    atan = |x| x.atan();
-    asec = |x| (1.0 / x).acos();
-    acsc = |x| (1.0 / x).asin();
-    acot = |x| (1.0 / x).atan();
-    asinh = |x| x.asinh();
-    acosh = |x| x.acosh();
-    atanh = |x| x.atanh();
-    asech = |x| (1.0 / x).acosh();
-    acsch = |x| (1.0 / x).asinh();
-    acoth = |x| (1.0 / x).atanh();
-    factorial = |x| factorial_of(x);
+wrappers! {
+    neg = Neg;
+    not = Not;
+    abs = Abs;
+    sqrt = Sqrt;
+    floor = Floor;
+    ceil = Ceil;
+    exp = Exp;
+    ln = Ln;
+    log10 = Log10;
+    sin = Sin;
+    cos = Cos;
+    tan = Tan;
+    sec = Sec;
+    csc = Csc;
+    cot = Cot;
+    sinh = Sinh;
+    cosh = Cosh;
+    tanh = Tanh;
+    sech = Sech;
+    csch = Csch;
+    coth = Coth;
+    asin = Asin;
+    acos = Acos;
+    atan = Atan;
+    asec = Asec;
+    acsc = Acsc;
+    acot = Acot;
+    asinh = Asinh;
+    acosh = Acosh;
+    atanh = Atanh;
+    asech = Asech;
+    acsch = Acsch;
+    acoth = Acoth;
+    factorial = Factorial;
 }
 
-/// `x!` for non-negative integer `x` (gamma(x+1)); NaN otherwise. Above 170 it
-/// overflows to infinity, as gamma does.
-fn factorial_of(x: f64) -> f64 {
-    if !(x >= 0.0) || x.fract() != 0.0 {
-        return f64::NAN;
-    }
-    if x > 170.0 {
-        return f64::INFINITY;
-    }
-    let mut acc = 1.0;
-    let mut i = 2.0;
-    while i <= x {
-        acc *= i;
-        i += 1.0;
-    }
-    acc
-}
-
-macro_rules! binary {
-    ($($name:ident = |$a:ident, $b:ident| $body:expr;)*) => {
-        $(pub extern "C" fn $name($a: f64, $b: f64) -> f64 { $body })*
+macro_rules! bin_wrappers {
+    ($($name:ident = $op:ident;)*) => {
+        $(pub extern "C" fn $name(a: f64, b: f64) -> f64 { eval::bin(BinOp::$op, a, b) })*
     };
 }
 
-binary! {
-    // powf already gives (-8)^3 = -512 for integer-valued exponents.
-    pow = |a, b| a.powf(b);
-    log = |base, x| x.ln() / base.ln();
-    root = |n, x| root_of(n, x);
-    // Rust's `%` on f64 is C fmod: the result has the sign of the dividend.
-    rem = |a, b| a % b;
-    sub = |a, b| a - b;
-    div = |a, b| a / b;
-    quotient = |a, b| (a / b).trunc();
-    eq = |a, b| boolean(a == b);
-    neq = |a, b| boolean(a != b);
-    lt = |a, b| boolean(a < b);
-    le = |a, b| boolean(a <= b);
-    gt = |a, b| boolean(a > b);
-    ge = |a, b| boolean(a >= b);
-    implies = |a, b| boolean(!truth(a) || truth(b));
-    min = |a, b| min2(a, b);
-    max = |a, b| max2(a, b);
+bin_wrappers! {
+    pow = Pow;
+    log = Log;
+    root = Root;
+    rem = Rem;
+    sub = Sub;
+    div = Div;
+    quotient = Quotient;
+    eq = Eq;
+    neq = Neq;
+    lt = Lt;
+    le = Le;
+    gt = Gt;
+    ge = Ge;
+    implies = Implies;
 }
 
-/// `root(n, x) = x^(1/n)`; for an odd integer degree and negative `x` it is
-/// the real root `-(|x|^(1/n))` (so the cube root of -8 is -2), as MathML means it.
-fn root_of(n: f64, x: f64) -> f64 {
-    if x < 0.0 && n.fract() == 0.0 && (n % 2.0).abs() == 1.0 {
-        -((-x).powf(1.0 / n))
-    } else {
-        x.powf(1.0 / n)
-    }
+pub extern "C" fn min(acc: f64, x: f64) -> f64 {
+    min2(acc, x)
+}
+
+pub extern "C" fn max(acc: f64, x: f64) -> f64 {
+    max2(acc, x)
 }
 
 #[cfg(test)]
@@ -263,20 +214,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mathml_corner_cases() {
-        assert_eq!(root_of(3.0, -8.0), -2.0);
-        assert!(root_of(2.0, -4.0).is_nan());
-        assert_eq!(pow(-2.0, 3.0), -8.0);
-        assert_eq!(rem(-7.0, 3.0), -1.0);
-        assert_eq!(quotient(-7.0, 2.0), -3.0);
-        assert_eq!(factorial_of(5.0), 120.0);
-        assert_eq!(factorial_of(0.0), 1.0);
-        assert!(factorial_of(2.5).is_nan());
-        assert!(factorial_of(-1.0).is_nan());
-        assert_eq!(log(2.0, 8.0), 3.0);
-        assert_eq!(implies(0.0, 0.0), 1.0);
-        assert_eq!(implies(1.0, 0.0), 0.0);
-        assert!(min2(f64::NAN, 1.0).is_nan());
-        assert_eq!(max2(-1.0, 2.0), 2.0);
+    fn wrappers_are_the_ir_semantics() {
+        for &x in &[-8.0, -1.5, -0.0, 0.0, 0.3, 1.0, 2.0, 5.0, 800.0, f64::NAN, f64::INFINITY] {
+            for op in [UnOp::Cot, UnOp::Factorial, UnOp::Acoth, UnOp::Not] {
+                let (a, b) = (un_call(op)(x), eval::un(op, x));
+                assert!(a.to_bits() == b.to_bits(), "{op:?}({x}): {a} vs {b}");
+            }
+            for op in [BinOp::Root, BinOp::Rem, BinOp::Log, BinOp::Implies] {
+                let (a, b) = (bin_call(op)(3.0, x), eval::bin(op, 3.0, x));
+                assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{op:?}(3, {x}): {a} vs {b}");
+            }
+        }
+        // The min/max fold steps agree with the IR's n-ary fold, zero signs included.
+        let args = [0.0, -0.0, 2.0];
+        let folded = args[1..].iter().fold(args[0], |acc, &x| min2(acc, x));
+        assert_eq!(folded.to_bits(), eval::nary(vht_ir::NaryOp::Min, args.into_iter()).to_bits());
+        assert!(max2(1.0, f64::NAN).is_nan() && max2(f64::NAN, 1.0).is_nan());
     }
 }

@@ -20,10 +20,12 @@
 //! ```
 
 pub mod eval;
+mod deriv;
 mod expr;
 mod model;
 mod order;
 
+pub use deriv::{derivative, simplify};
 pub use expr::{BinOp, Expr, NaryOp, UnOp};
 pub use model::{Event, EventAssignment, Model, Role, SpeciesView, Sym, Symbol, SymbolKind};
 pub use order::{evaluation_order, initial_order, OrderError};
