@@ -32,6 +32,17 @@ impl Entity {
     }
 }
 
+/// A sort key putting entities in model order.
+fn entity_rank(e: &Entity) -> (u8, usize, usize) {
+    match *e {
+        Entity::Compartment(i) => (0, i, 0),
+        Entity::Species(i) => (1, i, 0),
+        Entity::Parameter(i) => (2, i, 0),
+        Entity::Reaction(i) => (3, i, 0),
+        Entity::SpeciesRef(r, p, j) => (4, r, 2 * j + p as usize),
+    }
+}
+
 /// What determines a quantity over time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Setter {
@@ -228,6 +239,8 @@ impl<'d> Lowering<'d> {
         if rules.is_empty() {
             return Ok(());
         }
+        let event_targets: Vec<&str> =
+            m.events.iter().flat_map(|e| e.assignments.iter().map(|a| a.variable.as_str())).collect();
         let mut candidates: Vec<String> = Vec::new();
         let mut adj = Vec::new();
         for &ri in &rules {
@@ -260,6 +273,14 @@ impl<'d> Lowering<'d> {
                 };
                 row.push(k);
             }
+            // Preference among candidates: quantities no event sets (case
+            // 01589: `0 = Q + R - S` with events on Q and R determines S),
+            // then those without an initial value, then model order
+            // (case 01787: `0 = S2 - S1` determines S1, not S2 read first).
+            row.sort_by_key(|&k| {
+                let id = candidates[k].as_str();
+                (event_targets.contains(&id), self.has_value(id), self.ids.get(id).map(entity_rank))
+            });
             adj.push(row);
         }
         match matching::match_rules(&adj, candidates.len()) {
@@ -275,6 +296,25 @@ impl<'d> Lowering<'d> {
                 index: rules[k] + 1,
                 line: m.rules[rules[k]].line,
             }),
+        }
+    }
+
+    /// Whether a quantity has an initial value (attribute or initial assignment).
+    fn has_value(&self, id: &str) -> bool {
+        let m = &self.doc.model;
+        if m.initial_assignments.iter().any(|ia| ia.symbol == id) {
+            return true;
+        }
+        match self.ids.get(id) {
+            Some(Entity::Compartment(i)) => m.compartments[*i].size.is_some(),
+            Some(Entity::Species(i)) => {
+                m.species[*i].initial_amount.is_some() || m.species[*i].initial_concentration.is_some()
+            }
+            Some(Entity::Parameter(i)) => m.parameters[*i].value.is_some(),
+            Some(Entity::SpeciesRef(r, p, j)) => {
+                self.species_ref(*r, *p, *j).is_some_and(|sr| sr.stoichiometry.is_some())
+            }
+            _ => false,
         }
     }
 
@@ -432,7 +472,7 @@ impl<'d> Lowering<'d> {
         }
 
         // Per species: the sum of reaction contributions to its amount.
-        let fast = crate::fast::FastSystem::new(self, &stoich);
+        let fast = crate::fast::FastSystem::new(self);
         let mut contributions: HashMap<usize, Vec<Expr>> = HashMap::new();
         for (ri, r) in m.reactions.iter().enumerate() {
             if fast.is_fast(ri) {
@@ -679,6 +719,14 @@ impl<'d> Lowering<'d> {
         }
 
         fast.apply(self, &syms, &stoich)?;
+
+        // An algebraic unknown nothing gives a value still needs a finite
+        // first guess for the solver; 0 is what SBML tools conventionally use.
+        for sym in &mut self.model.symbols {
+            if matches!(sym.kind, SymbolKind::Algebraic) && matches!(sym.initial, Expr::Num(x) if x.is_nan()) {
+                sym.initial = Expr::Num(0.0);
+            }
+        }
 
         let targets = std::mem::take(&mut conv.rate_of);
         drop(conv);

@@ -64,11 +64,12 @@ impl Env for Values<'_> {
     }
 }
 
-/// Initial values of every symbol, in initial order (algebraic unknowns keep their guesses).
+/// Initial values of every symbol: in initial order, then algebraic
+/// unknowns solved by Newton's method with the other non-assigned values held.
 fn initial_values(m: &Model) -> Result<Vec<f64>, String> {
     let order = vht_ir::initial_order(m).map_err(|e| e.to_string())?;
     let mut v = vec![f64::NAN; m.symbols.len()];
-    for s in order {
+    for &s in &order {
         let sym = m.symbol(s);
         let e = match &sym.kind {
             SymbolKind::Assigned { expr } => expr,
@@ -76,7 +77,85 @@ fn initial_values(m: &Model) -> Result<Vec<f64>, String> {
         };
         v[s.index()] = eval(e, &Values { v: &v });
     }
+    let unknowns = m.algebraic_unknowns();
+    if unknowns.is_empty() {
+        return Ok(v);
+    }
+    let assigned = vht_ir::evaluation_order(m).map_err(|e| e.to_string())?;
+    let residuals = |v: &mut Vec<f64>| -> Vec<f64> {
+        for &s in &assigned {
+            if let SymbolKind::Assigned { expr } = &m.symbol(s).kind {
+                v[s.index()] = eval(expr, &Values { v });
+            }
+        }
+        m.algebraic.iter().map(|g| eval(g, &Values { v })).collect()
+    };
+    let n = unknowns.len();
+    for _ in 0..50 {
+        let g = residuals(&mut v);
+        if g.iter().all(|x| x.abs() < 1e-12) {
+            break;
+        }
+        // Finite-difference Jacobian, then a dense solve.
+        let mut jac = vec![vec![0.0; n + 1]; n];
+        for (j, &u) in unknowns.iter().enumerate() {
+            let x = v[u.index()];
+            let h = 1e-7 * x.abs().max(1.0);
+            v[u.index()] = x + h;
+            let gp = residuals(&mut v);
+            v[u.index()] = x;
+            for i in 0..n {
+                jac[i][j] = (gp[i] - g[i]) / h;
+            }
+        }
+        for i in 0..n {
+            jac[i][n] = -g[i];
+        }
+        // A singular Jacobian (e.g. v = k·S2 at the guess k = 0) gets a
+        // Levenberg-Marquardt step instead: (JᵀJ + λI) dx = -Jᵀg.
+        let dx = match solve(jac.clone()) {
+            Some(dx) => dx,
+            None => {
+                let mut lm = vec![vec![0.0; n + 1]; n];
+                for i in 0..n {
+                    for j in 0..n {
+                        lm[i][j] = (0..n).map(|k| jac[k][i] * jac[k][j]).sum::<f64>() + if i == j { 1e-6 } else { 0.0 };
+                    }
+                    lm[i][n] = (0..n).map(|k| jac[k][i] * jac[k][n]).sum();
+                }
+                solve(lm).ok_or("singular algebraic Jacobian at t0")?
+            }
+        };
+        for (j, &u) in unknowns.iter().enumerate() {
+            v[u.index()] += dx[j];
+        }
+    }
+    residuals(&mut v);
     Ok(v)
+}
+
+/// Gaussian elimination with partial pivoting on an augmented matrix.
+fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let n = a.len();
+    for c in 0..n {
+        let p = (c..n).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))?;
+        if a[p][c].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(c, p);
+        for i in c + 1..n {
+            let f = a[i][c] / a[c][c];
+            for k in c..=n {
+                a[i][k] -= f * a[c][k];
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| a[i][k] * x[k]).sum();
+        x[i] = (a[i][n] - s) / a[i][i];
+    }
+    Some(x)
 }
 
 fn settings(dir: &Path, case: &str) -> HashMap<String, String> {
@@ -100,14 +179,14 @@ fn check_t0(dir: &Path, case: &str, m: &Model) -> Result<(), String> {
     if row.first() != Some(&0.0) {
         return Ok(());
     }
-    // Algebraic unknowns need a solve, and events firing at t0 change values:
-    // both are the simulator's business, so such cases are not compared here.
+    // Events firing at t0 change values: that is the simulator's business,
+    // so such cases are not compared here.
     // So are values read through delay (their history before t0 is too).
     let delayed = m.symbols.iter().any(|s| {
         s.initial.contains_delay()
             || matches!(&s.kind, SymbolKind::Assigned { expr } | SymbolKind::State { rate: expr } if expr.contains_delay())
     });
-    if !m.algebraic.is_empty() || m.events.iter().any(|e| !e.initial_value) || delayed {
+    if m.events.iter().any(|e| !e.initial_value) || delayed {
         return Ok(());
     }
     let set = settings(dir, case);
