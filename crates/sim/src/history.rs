@@ -14,7 +14,10 @@ pub(crate) struct History {
 
 impl History {
     pub(crate) fn new(n: usize) -> History {
-        History { n, ..History::default() }
+        History {
+            n,
+            ..History::default()
+        }
     }
 
     pub(crate) fn push(&mut self, t: f64, y: &[f64], dy: &[f64]) {
@@ -58,8 +61,12 @@ impl History {
             return;
         }
         let s = (t - t0) / h;
-        let (h00, h10, h01, h11) =
-            ((1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s), s * (1.0 - s) * (1.0 - s), s * s * (3.0 - 2.0 * s), s * s * (s - 1.0));
+        let (h00, h10, h01, h11) = (
+            (1.0 + 2.0 * s) * (1.0 - s) * (1.0 - s),
+            s * (1.0 - s) * (1.0 - s),
+            s * s * (3.0 - 2.0 * s),
+            s * s * (s - 1.0),
+        );
         for j in 0..n {
             let (y0, y1) = (self.y[i * n + j], self.y[(i + 1) * n + j]);
             let (d0, d1) = (self.dy[i * n + j], self.dy[(i + 1) * n + j]);

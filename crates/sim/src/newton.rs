@@ -42,7 +42,8 @@ pub(crate) fn solve(
             }
             lambda *= 0.5;
         }
-        let converged = (0..n).all(|i| (lambda * dz[i]).abs() <= 1e-13 * z[i].abs().max(1e-300) + 1e-300)
+        let converged = (0..n)
+            .all(|i| (lambda * dz[i]).abs() <= 1e-13 * z[i].abs().max(1e-300) + 1e-300)
             || norm(&r_trial) < 1e-300;
         z.copy_from_slice(&trial);
         eval(z, &mut r, Some(&mut jac));

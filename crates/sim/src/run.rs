@@ -100,13 +100,21 @@ pub fn simulate(
 ) -> Result<Trajectory, SimError> {
     if !(tc.points >= 2 && tc.end > tc.start && tc.start.is_finite() && tc.end.is_finite()) {
         return Err(SimError::Settings {
-            reason: format!("need start < end and at least 2 points (got {}..{}, {} points)", tc.start, tc.end, tc.points),
+            reason: format!(
+                "need start < end and at least 2 points (got {}..{}, {} points)",
+                tc.start, tc.end, tc.points
+            ),
         });
     }
     let exprs: Vec<Expr> = columns.iter().map(|c| c.expr.clone()).collect();
-    let out_fn = vht_codegen::compile_exprs(&sim.model, &sim.code.layout, &exprs, &vht_codegen::Options {
-        backend: vht_codegen::Backend::Interpreter,
-    })
+    let out_fn = vht_codegen::compile_exprs(
+        &sim.model,
+        &sim.code.layout,
+        &exprs,
+        &vht_codegen::Options {
+            backend: vht_codegen::Backend::Interpreter,
+        },
+    )
     .map_err(|e| SimError::Columns(e.to_string()))?;
     let run = Run::new(sim, tc, overrides)?;
     run.go(tc, columns, &out_fn)
@@ -141,7 +149,11 @@ struct Scratch {
 const DUMMY: f64 = 0.0;
 
 impl<'s> Run<'s> {
-    fn new(sim: &'s Simulator, tc: &TimeCourse, overrides: &[(Sym, f64)]) -> Result<Run<'s>, SimError> {
+    fn new(
+        sim: &'s Simulator,
+        tc: &TimeCourse,
+        overrides: &[(Sym, f64)],
+    ) -> Result<Run<'s>, SimError> {
         let model = &sim.model;
         let n = model.symbols.len();
         let mut vals = vec![f64::NAN; n];
@@ -155,13 +167,22 @@ impl<'s> Run<'s> {
                     SymbolKind::Assigned { expr } => expr,
                     _ => &sym.initial,
                 };
-                eval(e, &InitEnv { vals: &vals, t: tc.start })
+                eval(
+                    e,
+                    &InitEnv {
+                        vals: &vals,
+                        t: tc.start,
+                    },
+                )
             };
             vals[s.index()] = v;
         }
         let layout = &sim.code.layout;
         let p: Vec<f64> = layout.p.iter().map(|s| vals[s.index()]).collect();
-        let z: Vec<f64> = layout.y[sim.n_ode..].iter().map(|s| vals[s.index()]).collect();
+        let z: Vec<f64> = layout.y[sim.n_ode..]
+            .iter()
+            .map(|s| vals[s.index()])
+            .collect();
         let n_jac = sim.code.jac_pattern.len();
         let run = Run {
             sim,
@@ -188,7 +209,10 @@ impl<'s> Run<'s> {
     /// The ODE part of the initial state.
     fn x0(&self) -> Vec<f64> {
         let layout = &self.sim.code.layout;
-        let mut x: Vec<f64> = layout.y[..self.sim.n_ode].iter().map(|s| self.vals0[s.index()]).collect();
+        let mut x: Vec<f64> = layout.y[..self.sim.n_ode]
+            .iter()
+            .map(|s| self.vals0[s.index()])
+            .collect();
         if x.is_empty() {
             x.push(DUMMY);
         }
@@ -242,7 +266,13 @@ impl<'s> Run<'s> {
     fn past(&self, e: &Expr, t: f64) -> f64 {
         let history = self.history.borrow();
         if t <= self.t0 || history.is_empty() {
-            return eval(e, &InitEnv { vals: &self.vals0, t: self.t0 });
+            return eval(
+                e,
+                &InitEnv {
+                    vals: &self.vals0,
+                    t: self.t0,
+                },
+            );
         }
         let mut y = vec![0.0; self.sim.n_y()];
         history.at(t, &mut y);
@@ -264,7 +294,12 @@ impl<'s> Run<'s> {
         self.history.borrow_mut().push(t, y, &f);
     }
 
-    fn go(&self, tc: &TimeCourse, columns: &[Column], out_fn: &Function) -> Result<Trajectory, SimError> {
+    fn go(
+        &self,
+        tc: &TimeCourse,
+        columns: &[Column],
+        out_fn: &Function,
+    ) -> Result<Trajectory, SimError> {
         let sim = self.sim;
         let n_y = sim.n_y();
         let ncol = columns.len();
@@ -305,92 +340,122 @@ impl<'s> Run<'s> {
             next_out += 1;
         }
 
-        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, h0: None };
+        let options = Options {
+            rtol: tc.rtol,
+            atol: tc.atol,
+            max_steps: tc.max_steps,
+            h0: None,
+        };
         let x_start = x.clone();
-        let stats = vht_solver::integrate(self, t0, &x_start, &options, |it| -> Result<Stats, SimError> {
-        let mut stop_at: Option<f64> = None;
-        let mut trig = vec![0.0; sim.model.events.len()];
-        let mut xi = vec![0.0; self.n_sys()];
-        let mut stats = Stats::default();
+        let stats = vht_solver::integrate(
+            self,
+            t0,
+            &x_start,
+            &options,
+            |it| -> Result<Stats, SimError> {
+                let mut stop_at: Option<f64> = None;
+                let mut trig = vec![0.0; sim.model.events.len()];
+                let mut xi = vec![0.0; self.n_sys()];
+                let mut stats = Stats::default();
 
-        while next_out < times.len() {
-            if let Some(deadline) = tc.deadline {
-                if Instant::now() > deadline {
-                    return Err(SimError::Timeout { t: it.t() });
+                while next_out < times.len() {
+                    if let Some(deadline) = tc.deadline {
+                        if Instant::now() > deadline {
+                            return Err(SimError::Timeout { t: it.t() });
+                        }
+                    }
+                    let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end));
+                    if stop_at != Some(want_stop) && want_stop > it.t() {
+                        it.set_stop_time(want_stop)?;
+                        stop_at = Some(want_stop);
+                    }
+                    let t_prev = it.t();
+                    let outcome = it.step();
+                    if let Some(t) = self.alg_failed.take() {
+                        return Err(SimError::Algebraic { t });
+                    }
+                    let outcome = outcome?;
+                    if std::env::var_os("VHT_TRACE").is_some() {
+                        eprintln!("{outcome:?}");
+                    }
+                    // Where (if anywhere) in this step events need handling.
+                    let t_event = match outcome {
+                        StepOutcome::Root { t } => {
+                            // The root finder may land exactly on the zero, where a
+                            // strict relation has not flipped yet: look again just after.
+                            let after = (t + 1e-11 * t.abs().max(1.0)).min(it.t());
+                            let mut found = None;
+                            for tp in [t, after] {
+                                it.interpolate(tp, &mut xi)?;
+                                if self.triggers_changed(tp, &xi, &queue, &mut trig) {
+                                    found = Some(tp);
+                                    break;
+                                }
+                            }
+                            found
+                        }
+                        StepOutcome::Step { t } => {
+                            xi.copy_from_slice(it.y());
+                            self.triggers_changed(t, &xi, &queue, &mut trig)
+                                .then_some(t)
+                        }
+                        StepOutcome::Stop { t } => {
+                            stop_at = None;
+                            xi.copy_from_slice(it.y());
+                            let due = queue.next_time().is_some_and(|te| te <= t + eps(t));
+                            (due || self.triggers_changed(t, &xi, &queue, &mut trig)).then_some(t)
+                        }
+                    };
+                    let t_reached = t_event.unwrap_or(it.t());
+                    // Outputs strictly before an event (or up to the step end) come from interpolation.
+                    while next_out < times.len() {
+                        let to = times[next_out];
+                        let before = match t_event {
+                            Some(te) => to < te - eps(te),
+                            None => to <= t_reached + eps(t_reached) && to >= t_prev - eps(t_prev),
+                        };
+                        if !before {
+                            break;
+                        }
+                        let tq = to.clamp(t_prev, it.t());
+                        it.interpolate(tq, &mut xi)?;
+                        self.full_y(tq, &xi, &mut y);
+                        emit(to, &y, next_out, &mut values);
+                        next_out += 1;
+                    }
+                    if let Some(te) = t_event {
+                        it.rewind_to(te)?;
+                        x.copy_from_slice(it.y());
+                        self.full_y(te, &x, &mut y);
+                        self.record_history(te, &y);
+                        self.fire_events(te, &mut x, &mut queue)?;
+                        self.full_y(te, &x, &mut y);
+                        self.record_history(te, &y);
+                        it.restart(te, &x);
+                        stop_at = None;
+                        while next_out < times.len() && times[next_out] <= te + eps(te) {
+                            emit(times[next_out], &y, next_out, &mut values);
+                            next_out += 1;
+                        }
+                    } else if sim.has_delays {
+                        x.copy_from_slice(it.y());
+                        self.full_y(it.t(), &x, &mut y);
+                        self.record_history(it.t(), &y);
+                    }
+                    if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
+                        break;
+                    }
                 }
-            }
-            let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end));
-            if stop_at != Some(want_stop) && want_stop > it.t() {
-                it.set_stop_time(want_stop)?;
-                stop_at = Some(want_stop);
-            }
-            let t_prev = it.t();
-            let outcome = it.step();
-            if let Some(t) = self.alg_failed.take() {
-                return Err(SimError::Algebraic { t });
-            }
-            let outcome = outcome?;
-            // Where (if anywhere) in this step events need handling.
-            let t_event = match outcome {
-                StepOutcome::Root { t } => {
-                    it.interpolate(t, &mut xi)?;
-                    self.triggers_changed(t, &xi, &queue, &mut trig).then_some(t)
-                }
-                StepOutcome::Step { t } => {
-                    xi.copy_from_slice(it.y());
-                    self.triggers_changed(t, &xi, &queue, &mut trig).then_some(t)
-                }
-                StepOutcome::Stop { t } => {
-                    stop_at = None;
-                    xi.copy_from_slice(it.y());
-                    let due = queue.next_time().is_some_and(|te| te <= t + eps(t));
-                    (due || self.triggers_changed(t, &xi, &queue, &mut trig)).then_some(t)
-                }
-            };
-            let t_reached = t_event.unwrap_or(it.t());
-            // Outputs strictly before an event (or up to the step end) come from interpolation.
-            while next_out < times.len() {
-                let to = times[next_out];
-                let before = match t_event {
-                    Some(te) => to < te - eps(te),
-                    None => to <= t_reached + eps(t_reached) && to >= t_prev - eps(t_prev),
-                };
-                if !before {
-                    break;
-                }
-                let tq = to.clamp(t_prev, it.t());
-                it.interpolate(tq, &mut xi)?;
-                self.full_y(tq, &xi, &mut y);
-                emit(to, &y, next_out, &mut values);
-                next_out += 1;
-            }
-            if let Some(te) = t_event {
-                it.rewind_to(te)?;
-                x.copy_from_slice(it.y());
-                self.full_y(te, &x, &mut y);
-                self.record_history(te, &y);
-                self.fire_events(te, &mut x, &mut queue)?;
-                self.full_y(te, &x, &mut y);
-                self.record_history(te, &y);
-                it.restart(te, &x);
-                stop_at = None;
-                while next_out < times.len() && times[next_out] <= te + eps(te) {
-                    emit(times[next_out], &y, next_out, &mut values);
-                    next_out += 1;
-                }
-            } else if sim.has_delays {
-                x.copy_from_slice(it.y());
-                self.full_y(it.t(), &x, &mut y);
-                self.record_history(it.t(), &y);
-            }
-            if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
-                break;
-            }
-        }
-        stats += it.stats();
-        Ok(stats)
-        })??;
-        Ok(Trajectory { names: columns.iter().map(|c| c.name.clone()).collect(), times, values, stats })
+                stats += it.stats();
+                Ok(stats)
+            },
+        )??;
+        Ok(Trajectory {
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            times,
+            values,
+            stats,
+        })
     }
 
     /// Evaluates the triggers at `(t, x)`; true if any differs from its
@@ -403,7 +468,9 @@ impl<'s> Run<'s> {
         self.full_y(t, x, &mut y);
         let p = self.p.borrow();
         self.sim.triggers.eval(t, &y, &p, trig, self);
-        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before)
+        trig.iter()
+            .zip(&queue.prev)
+            .any(|(&now, &before)| (now != 0.0) != before)
     }
 
     /// Schedules, cancels and executes events at time `t` until none is due,
@@ -422,7 +489,11 @@ impl<'s> Run<'s> {
                 return Err(SimError::Algebraic { t });
             }
             let vals = self.values(t, &y);
-            let env = NowEnv { run: self, t, vals: &vals };
+            let env = NowEnv {
+                run: self,
+                t,
+                vals: &vals,
+            };
             for (i, ev) in events.iter().enumerate() {
                 let now = eval(&ev.trigger, &env) != 0.0;
                 if now && !queue.prev[i] {
@@ -430,10 +501,17 @@ impl<'s> Run<'s> {
                     if delay < 0.0 {
                         return Err(SimError::NegativeDelay { t, tau: delay });
                     }
-                    let values = ev
-                        .use_values_from_trigger_time
-                        .then(|| ev.assignments.iter().map(|a| eval(&a.value, &env)).collect());
-                    queue.pending.push(Pending { event: i, time: t + delay, values });
+                    let values = ev.use_values_from_trigger_time.then(|| {
+                        ev.assignments
+                            .iter()
+                            .map(|a| eval(&a.value, &env))
+                            .collect()
+                    });
+                    queue.pending.push(Pending {
+                        event: i,
+                        time: t + delay,
+                        values,
+                    });
                 } else if !now && queue.prev[i] && !ev.persistent {
                     queue.pending.retain(|p| p.event != i);
                 }
@@ -445,7 +523,10 @@ impl<'s> Run<'s> {
                 .enumerate()
                 .filter(|(_, p)| p.time <= t + eps)
                 .map(|(k, p)| {
-                    let prio = events[p.event].priority.as_ref().map_or(f64::NEG_INFINITY, |e| eval(e, &env));
+                    let prio = events[p.event]
+                        .priority
+                        .as_ref()
+                        .map_or(f64::NEG_INFINITY, |e| eval(e, &env));
                     (k, prio)
                 })
                 .collect();
@@ -456,7 +537,11 @@ impl<'s> Run<'s> {
             let ev = &events[pending.event];
             let new_values: Vec<f64> = match pending.values {
                 Some(v) => v,
-                None => ev.assignments.iter().map(|a| eval(&a.value, &env)).collect(),
+                None => ev
+                    .assignments
+                    .iter()
+                    .map(|a| eval(&a.value, &env))
+                    .collect(),
             };
             let mut p = self.p.borrow_mut();
             let mut z = self.z.borrow_mut();
