@@ -838,16 +838,41 @@ fn rate_expr(s: Sym, model: &Model, backed: &HashMap<Sym, (Sym, Sym)>, notes: &m
                 let num = if rc.is_num(0.0) { ra } else { ra - Expr::Sym(s) * rc };
                 return num / Expr::Sym(c);
             }
-            if let Some(d) = chain_rule(expr, model) {
-                return d;
+            if expr.contains_delay() {
+                notes.push(format!("rateOf('{}'): the rate of a delayed value is taken as 0", model.name(s)));
             }
-            notes.push(format!("rateOf('{}'): the rate of an assigned quantity is not available yet", model.name(s)));
-            Expr::Num(f64::NAN)
+            chain_rule(expr, model, backed, notes)
         }
     }
 }
 
-/// d(expr)/dt by the chain rule over the symbols it reads.
-fn chain_rule(_expr: &Expr, _model: &Model) -> Option<Expr> {
-    None
+/// d(expr)/dt by the chain rule over the symbols it reads (and time).
+/// rateOf placeholders inside `expr` are taken as constant: SBML has no
+/// second derivatives.
+fn chain_rule(expr: &Expr, model: &Model, backed: &HashMap<Sym, (Sym, Sym)>, notes: &mut Vec<String>) -> Expr {
+    // Time is differentiated as a symbol with rate 1.
+    let time = Sym(RATE_OF_BASE - 1);
+    let e = expr.clone().map(&mut |x| if let Expr::Time = x { Expr::Sym(time) } else { x });
+    let n = model.symbols.len() as u32;
+    let mut terms = Vec::new();
+    for y in e.symbols() {
+        if y != time && y.0 >= n {
+            continue;
+        }
+        let dy = vht_ir::derivative(&e, y);
+        if dy.is_num(0.0) {
+            continue;
+        }
+        let ry = if y == time { Expr::Num(1.0) } else { rate_expr(y, model, backed, notes) };
+        if ry.is_num(0.0) {
+            continue;
+        }
+        terms.push(if ry.is_num(1.0) { dy } else { dy * ry });
+    }
+    let sum = match terms.len() {
+        0 => Expr::Num(0.0),
+        1 => terms.pop().unwrap_or(Expr::Num(0.0)),
+        _ => Expr::Nary(vht_ir::NaryOp::Add, terms),
+    };
+    vht_ir::simplify(sum.substitute(&mut |s| (s == time).then_some(Expr::Time)))
 }

@@ -223,7 +223,12 @@ fn check_t0(dir: &Path, case: &str, m: &Model) -> Result<(), String> {
 
 fn run_case(dir: &Path, case: &str) -> Result<(), String> {
     let file = best_file(dir, case).ok_or("no SBML file")?;
-    let (model, _) = vht_lower::load(&file).map_err(|e| e.to_string())?;
+    let (model, diags) = vht_lower::load(&file).map_err(|e| e.to_string())?;
+    if std::env::var_os("SUITE_DIAGNOSTICS").is_some() {
+        for d in diags {
+            eprintln!("{case}: {d}");
+        }
+    }
     // Flux balance cases (fbc) have no time course to compare with.
     let model_m = std::fs::read_to_string(dir.join(format!("{case}-model.m"))).unwrap_or_default();
     if model_m.lines().any(|l| l.starts_with("testType:") && !l.contains("TimeCourse")) {
