@@ -26,16 +26,6 @@ pub fn boolean(b: bool) -> f64 {
     }
 }
 
-/// Unary operators that the JIT lowers to a native instruction rather than a call.
-pub fn un_is_native(op: UnOp) -> bool {
-    matches!(op, UnOp::Neg | UnOp::Not | UnOp::Abs | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil)
-}
-
-/// Binary operators that the JIT lowers to native instructions rather than a call.
-pub fn bin_is_native(op: BinOp) -> bool {
-    !matches!(op, BinOp::Pow | BinOp::Log | BinOp::Root | BinOp::Rem)
-}
-
 #[inline]
 pub fn un(op: UnOp, x: f64) -> f64 {
     eval::un(op, x)
