@@ -2,8 +2,9 @@
 //! `Model::check`, and where its results start at t = 0 the initial values
 //! (computed by a tree-walking evaluation of the IR) must match that row.
 //!
-//! Cases come from `$SBML_TEST_SUITE`, else /work/shared/sbml-test-suite/semantic,
-//! else the small sample in tests/data. Known failures are listed in
+//! Cases come from `$SBML_TEST_SUITE`, else /work/shared/sbml-test-suite/semantic
+//! or ../shared beside the repository, else the sample in tests/data (with
+//! the suite's LICENSE.txt). Known failures are listed in
 //! tests/suite_expected_failures.txt (one `NNNNN reason` a line): an unlisted
 //! failure fails the run, and so does a listed case that now passes.
 //! A summary of failures by test-suite tag goes to stderr.
@@ -21,9 +22,12 @@ fn suite_dir() -> PathBuf {
     if let Ok(d) = std::env::var("SBML_TEST_SUITE") {
         return PathBuf::from(d);
     }
-    let shared = Path::new("/work/shared/sbml-test-suite/semantic");
-    if shared.is_dir() {
-        return shared.to_path_buf();
+    // The shared folder sits beside the repository (CI clones next to it).
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sbml-test-suite/semantic");
+    for shared in [Path::new("/work/shared/sbml-test-suite/semantic"), beside.as_path()] {
+        if shared.is_dir() {
+            return shared.to_path_buf();
+        }
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
@@ -249,6 +253,10 @@ fn main() {
         })
         .unwrap_or_default();
     cases.sort();
+    if cases.is_empty() {
+        eprintln!("suite_loads: no cases found in {}", root.display());
+        std::process::exit(1);
+    }
     let expected: HashMap<&str, &str> = EXPECTED
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))

@@ -610,7 +610,7 @@ impl<'a, 'i> Reader<'a, 'i> {
         }
         let nums: Vec<Option<f64>> = parts.iter().map(|p| parse_f64(p)).collect();
         let kind = n.attribute("type").unwrap_or("real");
-        let bad = || self.math_err(n, format!("'{}' is not a {kind} number", parts.join(" <sep/> ").trim()));
+        let bad = || self.math_err(n, format!("'{}' is not a number of type {kind}", parts.join(" <sep/> ").trim()));
         match (kind, nums.as_slice()) {
             ("e-notation", [Some(m), Some(e)]) => Ok(m * 10f64.powf(*e)),
             ("rational", [Some(a), Some(b)]) => Ok(a / b),

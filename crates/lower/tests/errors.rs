@@ -1,0 +1,194 @@
+//! Messages for bad input: each names the file, the line or element, and
+//! what is wrong. Snapshots (`UPDATE_EXPECT=1 cargo test -p vht-lower`).
+
+use std::path::Path;
+
+use expect_test::{expect, Expect};
+
+fn check(xml: &str, expect: Expect) {
+    let got = match vht_lower::load_str(xml, Some(Path::new("dir/model.xml"))) {
+        Ok((m, diags)) => {
+            let d: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+            format!("ok: {} symbols; {}", m.symbols.len(), d.join("; "))
+        }
+        Err(e) => e.to_string(),
+    };
+    expect.assert_eq(&got);
+}
+
+/// An L3V2 document around the given model content.
+fn l3(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?>
+<sbml xmlns="http://www.sbml.org/sbml/level3/version2/core" level="3" version="2">
+  <model id="m">
+{body}
+  </model>
+</sbml>"#
+    )
+}
+
+const MATH: &str = r#"xmlns="http://www.w3.org/1998/Math/MathML""#;
+
+#[test]
+fn not_xml() {
+    check("<sbml><model>", expect!["model.xml:1: not well-formed XML: the root node was opened but never closed"]);
+}
+
+#[test]
+fn not_sbml() {
+    check("<html/>", expect!["model.xml: not an SBML document (the root element is <html>, expected <sbml>)"]);
+}
+
+#[test]
+fn unsupported_required_package() {
+    check(
+        r#"<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1"
+  xmlns:spatial="http://www.sbml.org/sbml/level3/version1/spatial/version1" spatial:required="true"><model/></sbml>"#,
+        expect!["package 'spatial' is not supported (model.xml line 1)"],
+    );
+}
+
+#[test]
+fn optional_package_is_a_warning() {
+    check(
+        r#"<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1"
+  xmlns:layout="http://www.sbml.org/sbml/level3/version1/layout/version1" layout:required="false"><model/></sbml>"#,
+        expect!["ok: 0 symbols; model.xml:1: warning: package 'layout' is not used in simulation: its elements are ignored"],
+    );
+}
+
+#[test]
+fn undefined_species_in_reaction() {
+    check(
+        &l3(r#"<listOfReactions><reaction id="R1" reversible="false">
+  <listOfReactants><speciesReference species="S9" stoichiometry="1" constant="true"/></listOfReactants>
+</reaction></listOfReactions>"#),
+        expect!["model.xml: reaction 'R1' refers to undefined species 'S9'"],
+    );
+}
+
+#[test]
+fn undefined_identifier_in_math() {
+    check(
+        &l3(&format!(
+            r#"<listOfParameters><parameter id="p" constant="false"/></listOfParameters>
+<listOfRules><assignmentRule variable="p"><math {MATH}><ci> q </ci></math></assignmentRule></listOfRules>"#
+        )),
+        expect!["model.xml: assignment rule for 'p' refers to undefined identifier 'q'"],
+    );
+}
+
+#[test]
+fn assignment_cycle() {
+    check(
+        &l3(&format!(
+            r#"<listOfParameters><parameter id="a" constant="false"/><parameter id="b" constant="false"/></listOfParameters>
+<listOfRules>
+  <assignmentRule variable="a"><math {MATH}><ci> b </ci></math></assignmentRule>
+  <assignmentRule variable="b"><math {MATH}><apply><plus/><ci> a </ci><cn> 1 </cn></apply></math></assignmentRule>
+</listOfRules>"#
+        )),
+        expect!["model.xml: assignments form a cycle: a -> b -> a"],
+    );
+}
+
+#[test]
+fn two_rules_for_one_variable() {
+    check(
+        &l3(&format!(
+            r#"<listOfParameters><parameter id="a" value="1" constant="false"/></listOfParameters>
+<listOfRules>
+  <assignmentRule variable="a"><math {MATH}><cn> 1 </cn></math></assignmentRule>
+  <rateRule variable="a"><math {MATH}><cn> 1 </cn></math></rateRule>
+</listOfRules>"#
+        )),
+        expect!["model.xml: 'a' is determined twice: by an assignment rule (line 6) and by a rate rule (line 7)"],
+    );
+}
+
+#[test]
+fn algebraic_rule_without_unknown() {
+    check(
+        &l3(&format!(
+            r#"<listOfParameters><parameter id="a" value="1" constant="true"/></listOfParameters>
+<listOfRules><algebraicRule><math {MATH}><ci> a </ci></math></algebraicRule></listOfRules>"#
+        )),
+        expect!["model.xml: algebraic rule 1 (line 5) has no unknown left to determine (the model is overdetermined)"],
+    );
+}
+
+#[test]
+fn apply_without_operator() {
+    check(
+        &l3(&format!(
+            r#"<listOfParameters><parameter id="a" constant="false"/></listOfParameters>
+<listOfInitialAssignments><initialAssignment symbol="a"><math {MATH}><apply/></math></initialAssignment></listOfInitialAssignments>"#
+        )),
+        expect!["model.xml:5: <apply> has no operator"],
+    );
+}
+
+#[test]
+fn missing_required_attribute() {
+    check(
+        &l3(r#"<listOfSpecies><species id="S" initialAmount="1"/></listOfSpecies>"#),
+        expect!["model.xml:4: <species> 'S' is missing required attribute 'compartment'"],
+    );
+}
+
+#[test]
+fn bad_number() {
+    check(
+        &l3(r#"<listOfParameters><parameter id="k" value="1.2.3" constant="true"/></listOfParameters>"#),
+        expect!["model.xml:4: <parameter> 'k' attribute 'value': '1.2.3' is not a number"],
+    );
+}
+
+#[test]
+fn function_calls() {
+    let f = format!(
+        r#"<listOfFunctionDefinitions>
+  <functionDefinition id="f"><math {MATH}><lambda><bvar><ci>x</ci></bvar><apply><ci> g </ci><ci> x </ci></apply></lambda></math></functionDefinition>
+  <functionDefinition id="g"><math {MATH}><lambda><bvar><ci>x</ci></bvar><apply><ci> f </ci><ci> x </ci></apply></lambda></math></functionDefinition>
+</listOfFunctionDefinitions>
+<listOfParameters><parameter id="p" constant="false"/></listOfParameters>"#
+    );
+    let with_rule = |call: &str| {
+        l3(&format!(
+            r#"{f}<listOfRules><assignmentRule variable="p"><math {MATH}>{call}</math></assignmentRule></listOfRules>"#
+        ))
+    };
+    check(
+        &with_rule("<apply><ci> f </ci><cn>1</cn></apply>"),
+        expect!["model.xml: function 'f' calls itself (directly or through others)"],
+    );
+    check(
+        &with_rule("<apply><ci> f </ci><cn>1</cn><cn>2</cn></apply>"),
+        expect!["model.xml: assignment rule for 'p' calls 'f' with 2 arguments, expected 1"],
+    );
+    check(
+        &with_rule("<apply><ci> h </ci><cn>1</cn></apply>"),
+        expect!["model.xml: assignment rule for 'p' calls undefined function 'h'"],
+    );
+}
+
+#[test]
+fn event_cannot_assign_a_reaction() {
+    check(
+        &l3(&format!(
+            r#"<listOfReactions><reaction id="R" reversible="false"/></listOfReactions>
+<listOfEvents><event id="E" useValuesFromTriggerTime="true">
+  <trigger initialValue="true" persistent="true"><math {MATH}><true/></math></trigger>
+  <listOfEventAssignments><eventAssignment variable="R"><math {MATH}><cn>1</cn></math></eventAssignment></listOfEventAssignments>
+</event></listOfEvents>"#
+        )),
+        expect!["model.xml: event 'E' cannot set 'R', which is a reaction"],
+    );
+}
+
+#[test]
+fn missing_file() {
+    let err = vht_lower::load(Path::new("/nonexistent/model.xml")).map(|_| ()).unwrap_err();
+    expect!["/nonexistent/model.xml: No such file or directory (os error 2)"].assert_eq(&err.to_string());
+}
