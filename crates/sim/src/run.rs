@@ -167,13 +167,7 @@ impl<'s> Run<'s> {
                     SymbolKind::Assigned { expr } => expr,
                     _ => &sym.initial,
                 };
-                eval(
-                    e,
-                    &InitEnv {
-                        vals: &vals,
-                        t: tc.start,
-                    },
-                )
+                eval(e, &InitEnv { model, vals: &vals, t: tc.start, shifted: false })
             };
             vals[s.index()] = v;
         }
@@ -265,14 +259,8 @@ impl<'s> Run<'s> {
     /// The value of `e` at the earlier time `t` (for `delay`).
     fn past(&self, e: &Expr, t: f64) -> f64 {
         let history = self.history.borrow();
-        if t <= self.t0 || history.is_empty() {
-            return eval(
-                e,
-                &InitEnv {
-                    vals: &self.vals0,
-                    t: self.t0,
-                },
-            );
+        if history.is_empty() || t <= self.t0 {
+            return eval(e, &InitEnv { model: &self.sim.model, vals: &self.vals0, t, shifted: true });
         }
         let mut y = vec![0.0; self.sim.n_y()];
         history.at(t, &mut y);
@@ -379,34 +367,54 @@ impl<'s> Run<'s> {
                         eprintln!("{outcome:?}");
                     }
                     // Where (if anywhere) in this step events need handling.
-                    let t_event = match outcome {
-                        StepOutcome::Root { t } => {
-                            // The root finder may land exactly on the zero, where a
-                            // strict relation has not flipped yet: look again just after.
-                            let after = (t + 1e-11 * t.abs().max(1.0)).min(it.t());
-                            let mut found = None;
-                            for tp in [t, after] {
-                                it.interpolate(tp, &mut xi)?;
-                                if self.triggers_changed(tp, &xi, &queue, &mut trig) {
-                                    found = Some(tp);
-                                    break;
-                                }
-                            }
-                            found
+                    // Where (if anywhere) in this step events need handling. The
+            // root finder's answer is a hint: diffsol stops at any root
+            // function that is exactly zero, even one that stays zero, so a
+            // crossing elsewhere in the step can come back at the wrong time.
+            // Whenever the triggers differ at the end of the step, the first
+            // change is located by bisection on the triggers themselves.
+            let t_end_step = it.t();
+            let mut t_event = None;
+            if let StepOutcome::Root { t } = outcome {
+                // The root finder may land exactly on the zero, where a
+                // strict relation has not flipped yet: look again just after.
+                let after = (t + 1e-11 * t.abs().max(1.0)).min(t_end_step);
+                for tp in [t, after] {
+                    it.interpolate(tp, &mut xi)?;
+                    if self.triggers_changed(tp, &xi, &queue, &mut trig) {
+                        t_event = Some(tp);
+                        break;
+                    }
+                }
+            }
+            if t_event.is_none() {
+                if let StepOutcome::Stop { t } = outcome {
+                    stop_at = None;
+                    if queue.next_time().is_some_and(|te| te <= t + eps(t)) {
+                        t_event = Some(t);
+                    }
+                }
+            }
+            if t_event.is_none() {
+                xi.copy_from_slice(it.y());
+                if self.triggers_changed(t_end_step, &xi, &queue, &mut trig) {
+                    let (mut a, mut b) = (t_prev, t_end_step);
+                    while b - a > 1e-14 * b.abs().max(1.0) {
+                        let mid = 0.5 * (a + b);
+                        if mid <= a || mid >= b {
+                            break;
                         }
-                        StepOutcome::Step { t } => {
-                            xi.copy_from_slice(it.y());
-                            self.triggers_changed(t, &xi, &queue, &mut trig)
-                                .then_some(t)
+                        it.interpolate(mid, &mut xi)?;
+                        if self.triggers_changed(mid, &xi, &queue, &mut trig) {
+                            b = mid;
+                        } else {
+                            a = mid;
                         }
-                        StepOutcome::Stop { t } => {
-                            stop_at = None;
-                            xi.copy_from_slice(it.y());
-                            let due = queue.next_time().is_some_and(|te| te <= t + eps(t));
-                            (due || self.triggers_changed(t, &xi, &queue, &mut trig)).then_some(t)
-                        }
-                    };
-                    let t_reached = t_event.unwrap_or(it.t());
+                    }
+                    t_event = Some(b);
+                }
+            }
+            let t_reached = t_event.unwrap_or(it.t());
                     // Outputs strictly before an event (or up to the step end) come from interpolation.
                     while next_out < times.len() {
                         let to = times[next_out];
@@ -635,21 +643,30 @@ impl DelayHost for Run<'_> {
 }
 
 /// Values while initial values are being computed: those not computed yet
-/// are NaN; a delay reads the start.
+/// are NaN. A delay can reach before the start (`shifted`), where the model
+/// is taken to have followed its initial-value expressions (so an initial
+/// assignment `sin(time)` means the quantity has been oscillating), and
+/// assigned symbols their rules, as the SBML Test Suite expects.
 struct InitEnv<'a> {
+    model: &'a vht_ir::Model,
     vals: &'a [f64],
     t: f64,
+    shifted: bool,
 }
 
 impl Env for InitEnv<'_> {
     fn value(&self, s: Sym) -> f64 {
-        self.vals[s.index()]
+        match &self.model.symbol(s).kind {
+            SymbolKind::Assigned { expr } if self.shifted => eval(expr, self),
+            _ if self.shifted && mentions_time(&self.model.symbol(s).initial) => eval(&self.model.symbol(s).initial, self),
+            _ => self.vals[s.index()],
+        }
     }
     fn time(&self) -> f64 {
         self.t
     }
-    fn delayed(&self, e: &Expr, _t_past: f64) -> f64 {
-        eval(e, self)
+    fn delayed(&self, e: &Expr, t_past: f64) -> f64 {
+        eval(e, &InitEnv { model: self.model, vals: self.vals, t: t_past, shifted: true })
     }
 }
 
@@ -696,4 +713,10 @@ impl Env for PastEnv<'_, '_> {
     fn delayed(&self, e: &Expr, t_past: f64) -> f64 {
         self.run.past(e, t_past)
     }
+}
+
+fn mentions_time(e: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| found |= matches!(x, Expr::Time));
+    found
 }
