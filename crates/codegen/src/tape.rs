@@ -104,7 +104,7 @@ impl Builder {
     }
 
     fn push(&mut self, ins: Instr) -> Reg {
-        let ins = self.fold(self.canonical(ins));
+        let ins = self.fold(self.canonical(self.fuse(ins)));
         if let Some(&r) = self.seen.get(&ins) {
             return r;
         }
@@ -112,6 +112,28 @@ impl Builder {
         self.tape.instrs.push(ins);
         self.seen.insert(ins, r);
         r
+    }
+
+    /// `a + (-b)` is `a - b` and `a - (-b)` is `a + b`, exactly (IEEE
+    /// defines subtraction so), which saves the negation when nothing else
+    /// reads it (sums of reaction fluxes are full of these).
+    fn fuse(&self, ins: Instr) -> Instr {
+        let neg_of = |r: Reg| match self.tape.instrs[r as usize] {
+            Instr::Un(UnOp::Neg, x) => Some(x),
+            _ => None,
+        };
+        match ins {
+            Instr::Add(a, b) => match (neg_of(a), neg_of(b)) {
+                (_, Some(nb)) => Instr::Bin(BinOp::Sub, a, nb),
+                (Some(na), None) => Instr::Bin(BinOp::Sub, b, na),
+                (None, None) => ins,
+            },
+            Instr::Bin(BinOp::Sub, a, b) => match neg_of(b) {
+                Some(nb) => Instr::Add(a, nb),
+                None => ins,
+            },
+            _ => ins,
+        }
     }
 
     /// Orders the operands of exactly commutative operations so that `a*b`
@@ -260,7 +282,57 @@ pub(crate) fn lower(env: &Env, exprs: &[Expr], label: &dyn Fn(usize) -> String) 
     }
     let mut tape = lw.b.tape;
     tape.outputs = outputs;
-    Ok(tape)
+    Ok(eliminate_dead(tape))
+}
+
+/// Drops instructions no output depends on (left behind by fusion, folding
+/// and selects on constant conditions) and renumbers the rest.
+fn eliminate_dead(tape: Tape) -> Tape {
+    let n = tape.instrs.len();
+    let mut live = vec![false; n];
+    for &o in &tape.outputs {
+        live[o as usize] = true;
+    }
+    for i in (0..n).rev() {
+        if live[i] {
+            operands(tape.instrs[i], |r| live[r as usize] = true);
+        }
+    }
+    let mut new_index = vec![0 as Reg; n];
+    let mut instrs = Vec::with_capacity(n);
+    for (i, ins) in tape.instrs.into_iter().enumerate() {
+        if live[i] {
+            new_index[i] = instrs.len() as Reg;
+            instrs.push(map_operands(ins, |r| new_index[r as usize]));
+        }
+    }
+    let outputs = tape.outputs.iter().map(|&o| new_index[o as usize]).collect();
+    Tape { instrs, outputs }
+}
+
+fn operands(ins: Instr, mut f: impl FnMut(Reg)) {
+    map_operands(ins, |r| {
+        f(r);
+        r
+    });
+}
+
+fn map_operands(ins: Instr, mut f: impl FnMut(Reg) -> Reg) -> Instr {
+    match ins {
+        Instr::Const(_) | Instr::Time | Instr::Y(_) | Instr::P(_) => ins,
+        Instr::Un(op, a) => Instr::Un(op, f(a)),
+        Instr::Truth(a) => Instr::Truth(f(a)),
+        Instr::Delay(k, a) => Instr::Delay(k, f(a)),
+        Instr::Bin(op, a, b) => Instr::Bin(op, f(a), f(b)),
+        Instr::Add(a, b) => Instr::Add(f(a), f(b)),
+        Instr::Mul(a, b) => Instr::Mul(f(a), f(b)),
+        Instr::Min(a, b) => Instr::Min(f(a), f(b)),
+        Instr::Max(a, b) => Instr::Max(f(a), f(b)),
+        Instr::And(a, b) => Instr::And(f(a), f(b)),
+        Instr::Or(a, b) => Instr::Or(f(a), f(b)),
+        Instr::Xor(a, b) => Instr::Xor(f(a), f(b)),
+        Instr::Select(c, a, b) => Instr::Select(f(c), f(a), f(b)),
+    }
 }
 
 struct Lowerer<'a, 'e> {
@@ -369,5 +441,20 @@ mod tests {
         // const 2, y0, mul, exp: the product is shared and the two exps are one.
         assert_eq!(tape.instrs.len(), 4, "{:?}", tape.instrs);
         assert_eq!(tape.outputs[0], tape.outputs[2]);
+    }
+
+    #[test]
+    fn added_negations_become_subtractions_and_dead_code_goes() {
+        let mut m = Model::default();
+        let x = m.add("x", Role::Species, SymbolKind::State { rate: Expr::Num(0.0) }, Expr::Num(1.0));
+        let y = m.add("y", Role::Species, SymbolKind::State { rate: Expr::Num(0.0) }, Expr::Num(1.0));
+        let slots = vec![Some(Slot::Y(0)), Some(Slot::Y(1))];
+        let env = Env { model: &m, slots: &slots, delays: &[], n_y: 2, n_p: 0 };
+        // -x + y, and a piecewise whose constant-false piece is never computed.
+        let e = -Expr::Sym(x) + Expr::Sym(y);
+        let pw = Expr::Piecewise(vec![(Expr::un(UnOp::Exp, Expr::Sym(x)), Expr::Num(0.0))], Box::new(Expr::Sym(y)));
+        let tape = lower(&env, &[e, pw], &|i| format!("{i}")).unwrap();
+        assert_eq!(tape.instrs, vec![Instr::Y(0), Instr::Y(1), Instr::Bin(BinOp::Sub, 1, 0)]);
+        assert_eq!(tape.outputs, vec![2, 1]);
     }
 }
