@@ -35,9 +35,10 @@ impl History {
         self.t.is_empty()
     }
 
-    /// The state at `t`: the first sample before the history starts, the
-    /// last one after it ends.
-    pub(crate) fn at(&self, t: f64, out: &mut [f64]) {
+    /// The state at `t`: the first sample before the history starts; after
+    /// its last sample, linear towards `now` (the point being evaluated,
+    /// which the history does not hold yet), or the last sample.
+    pub(crate) fn at(&self, t: f64, now: (f64, &[f64]), out: &mut [f64]) {
         let n = self.n;
         let k = self.t.len();
         if k == 0 {
@@ -49,7 +50,16 @@ impl History {
             return;
         }
         if t >= self.t[k - 1] {
-            out.copy_from_slice(&self.y[(k - 1) * n..k * n]);
+            let (t_last, y_last) = (self.t[k - 1], &self.y[(k - 1) * n..k * n]);
+            let (t_now, y_now) = now;
+            if t_now > t_last && y_now.len() == n {
+                let s = ((t - t_last) / (t_now - t_last)).min(1.0);
+                for j in 0..n {
+                    out[j] = y_last[j] + s * (y_now[j] - y_last[j]);
+                }
+            } else {
+                out.copy_from_slice(y_last);
+            }
             return;
         }
         // Last sample with time <= t (so a discontinuity at t reads the later sample).
@@ -93,10 +103,10 @@ mod tests {
         }
         let mut out = [0.0];
         for t in [0.1, 0.7, 1.2, 1.99] {
-            h.at(t, &mut out);
+            h.at(t, (f64::NEG_INFINITY, &[]), &mut out);
             assert!((out[0] - f(t)).abs() < 1e-12, "{t}: {} vs {}", out[0], f(t));
         }
-        h.at(-1.0, &mut out);
+        h.at(-1.0, (f64::NEG_INFINITY, &[]), &mut out);
         assert_eq!(out[0], f(0.0));
     }
 }

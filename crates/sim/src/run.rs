@@ -131,6 +131,9 @@ struct Run<'s> {
     z: RefCell<Vec<f64>>,
     alg_failed: Cell<Option<f64>>,
     history: RefCell<History>,
+    /// The latest point the model was evaluated at, `(t, y)`: a delay
+    /// shorter than the current step reads between the history and here.
+    now: RefCell<(f64, Vec<f64>)>,
     /// Every symbol's value at the start, before events at t0 (the past of
     /// the run for `delay`).
     vals0: Vec<f64>,
@@ -185,6 +188,7 @@ impl<'s> Run<'s> {
             z: RefCell::new(z),
             alg_failed: Cell::new(None),
             history: RefCell::new(History::new(sim.n_y())),
+            now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y()])),
             vals0: vals,
             delays: vht_codegen::model_delays(model),
             scratch: RefCell::new(Scratch {
@@ -219,6 +223,7 @@ impl<'s> Run<'s> {
         let n_ode = self.sim.n_ode;
         y[..n_ode].copy_from_slice(&x[..n_ode]);
         if self.sim.n_alg == 0 {
+            self.set_now(t, y);
             return true;
         }
         let mut z = self.z.borrow_mut();
@@ -242,10 +247,20 @@ impl<'s> Run<'s> {
             }
         });
         y[n_ode..].copy_from_slice(&z);
+        drop(z);
+        self.set_now(t, y);
         if !ok {
             self.alg_failed.set(Some(t));
         }
         ok
+    }
+
+    fn set_now(&self, t: f64, y: &[f64]) {
+        if self.sim.has_delays {
+            let mut now = self.now.borrow_mut();
+            now.0 = t;
+            now.1.copy_from_slice(y);
+        }
     }
 
     /// Every symbol's value at `(t, y)`.
@@ -263,7 +278,9 @@ impl<'s> Run<'s> {
             return eval(e, &InitEnv { model: &self.sim.model, vals: &self.vals0, t, shifted: true });
         }
         let mut y = vec![0.0; self.sim.n_y()];
-        history.at(t, &mut y);
+        let now = self.now.borrow();
+        history.at(t, (now.0, &now.1), &mut y);
+        drop(now);
         drop(history);
         eval(e, &PastEnv { run: self, t, y })
     }
