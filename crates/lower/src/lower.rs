@@ -338,7 +338,7 @@ impl<'d> Lowering<'d> {
             let s = self.model.add(&sp.id, Role::Species, SymbolKind::Parameter, nan());
             self.syms.insert(sp.id.clone(), s);
             let needs_amount = self.is_concentration(sp)
-                && matches!(self.setter(&sp.id), Setter::Nothing | Setter::Reactions | Setter::RateRule(_));
+                && matches!(self.setter(&sp.id), Setter::Nothing | Setter::Reactions);
             if needs_amount {
                 if let Some(Entity::Compartment(_)) = self.ids.get(&sp.compartment) {
                     // '.' cannot occur in an SBML id, so this name is free.
@@ -596,17 +596,6 @@ impl<'d> Lowering<'d> {
                         Some(rate) => SymbolKind::State { rate },
                         None => SymbolKind::Parameter,
                     },
-                    Setter::RateRule(i) => match rule(i) {
-                        // d(S·V)/dt = dS/dt·V + S·dV/dt.
-                        Some(r) => {
-                            let mut rate = r * Expr::Sym(cs);
-                            if self.setter(&sp.compartment) != Setter::Nothing {
-                                rate = rate + Expr::Sym(s) * conv.rate_of_placeholder(cs);
-                            }
-                            SymbolKind::State { rate }
-                        }
-                        None => SymbolKind::Parameter,
-                    },
                     _ => SymbolKind::Parameter,
                 };
                 let asym = &mut self.model.symbols[a.index()];
@@ -694,14 +683,35 @@ impl<'d> Lowering<'d> {
                     Entity::Species(si) => {
                         if let Some(&(a, cs)) = self.amounts.get(&si) {
                             // A concentration assigned: the amount is value × size,
-                            // the size this same event gives the compartment if any.
-                            let comp = m.species[si].compartment.as_str();
-                            let size =
-                                values.iter().find(|(v, _)| *v == comp).map_or(Expr::Sym(cs), |(_, e)| e.clone());
-                            assignments.push(EventAssignment { target: a, value: value.clone() * size });
+                            // with the size before the event even when the same
+                            // event resizes the compartment (cases 01779, 01506).
+                            assignments.push(EventAssignment { target: a, value: value.clone() * Expr::Sym(cs) });
+                            continue;
+                        }
+                        let sp = &m.species[si];
+                        let resized = values.iter().any(|(v, _)| *v == sp.compartment);
+                        if resized && matches!(self.setter(&sp.id), Setter::RateRule(_)) {
+                            // Set with the rescaling where the compartment is assigned.
                             continue;
                         }
                         assignments.push(EventAssignment { target: syms[*var], value: value.clone() });
+                    }
+                    Entity::Compartment(_) => {
+                        assignments.push(EventAssignment { target: syms[*var], value: value.clone() });
+                        // Resizing keeps amounts: a concentration integrated by a
+                        // rate rule is rescaled by old/new size, also when the same
+                        // event sets it (its amount is then value × old size, as
+                        // for amount-backed species: case 01506).
+                        for sp in m.species.iter().filter(|sp| sp.compartment == *var) {
+                            let rate_ruled = matches!(self.setter(&sp.id), Setter::RateRule(_));
+                            if rate_ruled && self.is_concentration(sp) {
+                                let (s, c) = (syms[&sp.id], syms[*var]);
+                                let conc = values.iter().find(|(v, _)| *v == sp.id).map_or(Expr::Sym(s), |(_, e)| e.clone());
+                                let rescaled = conc * Expr::Sym(c) / value.clone();
+                                assignments.retain(|a| a.target != s);
+                                assignments.push(EventAssignment { target: s, value: rescaled });
+                            }
+                        }
                     }
                     _ => assignments.push(EventAssignment { target: syms[*var], value: value.clone() }),
                 }
@@ -771,15 +781,7 @@ impl<'d> Lowering<'d> {
                 break;
             }
         }
-        let mut subst = |e: Expr| -> Expr {
-            e.substitute(&mut |s| {
-                if s.0 >= RATE_OF_BASE {
-                    Some(rates.get((s.0 - RATE_OF_BASE) as usize).cloned().unwrap_or(Expr::Num(f64::NAN)))
-                } else {
-                    None
-                }
-            })
-        };
+        let mut subst = |e: Expr| -> Expr { put_rates(e, &rates, false) };
         let model = &mut self.model;
         for sym in &mut model.symbols {
             sym.initial = subst(std::mem::replace(&mut sym.initial, Expr::Num(0.0)));
@@ -809,6 +811,33 @@ impl<'d> Lowering<'d> {
     fn syms_species(&self, si: usize) -> Option<Sym> {
         let sp = self.doc.model.species.get(si)?;
         self.model.lookup(&sp.id)
+    }
+}
+
+/// Replaces rateOf placeholders by their rates. Inside the first argument
+/// of `delay` a rate is read in the past, where before the start (t = 0 in
+/// SBML) the model is at rest: there it is 0 (cases 01400-01409).
+fn put_rates(e: Expr, rates: &[Expr], in_delay: bool) -> Expr {
+    let rec = |x: Box<Expr>, d: bool| Box::new(put_rates(*x, rates, d));
+    match e {
+        Expr::Sym(s) if s.0 >= RATE_OF_BASE => {
+            let r = rates.get((s.0 - RATE_OF_BASE) as usize).cloned().unwrap_or(Expr::Num(f64::NAN));
+            if in_delay && !r.is_num(0.0) {
+                let started = Expr::bin(vht_ir::BinOp::Ge, Expr::Time, Expr::Num(0.0));
+                Expr::Piecewise(vec![(r, started)], Box::new(Expr::Num(0.0)))
+            } else {
+                r
+            }
+        }
+        e @ (Expr::Num(_) | Expr::Sym(_) | Expr::Time) => e,
+        Expr::Un(op, a) => Expr::Un(op, rec(a, in_delay)),
+        Expr::Bin(op, a, b) => Expr::Bin(op, rec(a, in_delay), rec(b, in_delay)),
+        Expr::Delay(x, tau) => Expr::Delay(rec(x, true), rec(tau, in_delay)),
+        Expr::Nary(op, args) => Expr::Nary(op, args.into_iter().map(|a| put_rates(a, rates, in_delay)).collect()),
+        Expr::Piecewise(pieces, otherwise) => Expr::Piecewise(
+            pieces.into_iter().map(|(v, c)| (put_rates(v, rates, in_delay), put_rates(c, rates, in_delay))).collect(),
+            rec(otherwise, in_delay),
+        ),
     }
 }
 
