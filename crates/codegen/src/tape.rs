@@ -263,6 +263,16 @@ pub(crate) fn lower(env: &Env, exprs: &[Expr], label: &dyn Fn(usize) -> String) 
         }
     }
     if needed.iter().any(|&x| x) {
+        // evaluation_order indexes by every assigned expression's symbols, so
+        // those must all be in range, not only the needed ones (compile_exprs
+        // may be given a model that never went through Model::check).
+        for (i, sym) in env.model.symbols.iter().enumerate() {
+            if let SymbolKind::Assigned { expr } = &sym.kind {
+                if let Some(bad) = expr.instant_symbols().iter().find(|d| d.index() >= n_sym) {
+                    return Err(CodegenError::BadReference { index: bad.0, at: format!("assignment of '{}'", env.model.symbols[i].name) });
+                }
+            }
+        }
         for s in evaluation_order(env.model)? {
             if !needed[s.index()] {
                 continue;

@@ -242,3 +242,49 @@ fn errors_name_what_is_wrong() {
     let err = compile(&m, &Options::default()).unwrap_err();
     expect_test::expect!["the model is not well formed: assignments form a cycle: a -> b -> a"].assert_eq(&err.to_string());
 }
+
+/// A host that answers delays the way the simulator will: by evaluating the
+/// model's own `delayed` function at a past state, from inside `rhs.eval`.
+struct Reentrant<'a> {
+    cm: &'a vht_codegen::CompiledModel,
+}
+
+impl DelayHost for Reentrant<'_> {
+    fn delayed(&self, k: usize, t_past: f64) -> f64 {
+        // The past state: y(t) = (t, 2t).
+        let y_past = [t_past, 2.0 * t_past];
+        let mut out = vec![0.0; self.cm.delayed.len()];
+        self.cm.delayed.eval(t_past, &y_past, &[0.5], &mut out, &NoDelays);
+        out[k]
+    }
+}
+
+#[test]
+fn a_delay_host_may_evaluate_compiled_functions_reentrantly() {
+    let mut m = Model::default();
+    let tau = param(&mut m, "tau", 0.5);
+    let x = state(&mut m, "x", 0.0);
+    let y = state(&mut m, "y", 0.0);
+    // x' = delay(x + y, tau) * y + exp(x); y' = -delay(y, 1)
+    let d = Expr::Delay(Box::new(s(x) + s(y)), Box::new(s(tau)));
+    set_rate(&mut m, x, d * s(y) + Expr::un(UnOp::Exp, s(x)));
+    set_rate(&mut m, y, -Expr::Delay(Box::new(s(y)), Box::new(num(1.0))));
+    for backend in BACKENDS {
+        let cm = compile(&m, &Options { backend }).unwrap();
+        let mut out = [0.0; 2];
+        cm.rhs.eval(3.0, &[0.25, 4.0], &[0.5], &mut out, &Reentrant { cm: &cm });
+        // x + y at t = 2.5 is 2.5 + 5 = 7.5; y at t = 2 is 4.
+        assert_eq!(out, [7.5 * 4.0 + 0.25f64.exp(), -4.0], "{backend:?}");
+    }
+}
+
+#[test]
+fn an_unchecked_model_with_a_dangling_reference_is_an_error_not_a_panic() {
+    let mut m = Model::default();
+    let x = state(&mut m, "x", 1.0);
+    let a = assigned(&mut m, "a", s(x));
+    assigned(&mut m, "broken", Expr::Sym(vht_ir::Sym(42)));
+    let err = compile_exprs(&m, &Layout::of(&m), &[s(a)], &Options::default()).unwrap_err();
+    expect_test::expect!["assignment of 'broken' reads symbol #42, which does not exist"].assert_eq(&err.to_string());
+    assert!(compile(&m, &Options::default()).is_err());
+}
