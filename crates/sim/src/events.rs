@@ -22,19 +22,12 @@ pub(crate) struct Queue {
 impl Queue {
     pub fn new(initial_values: Vec<bool>, seed: u64) -> Queue {
         // splitmix64 seeding keeps seed 0 usable.
-        Queue {
-            prev: initial_values,
-            pending: Vec::new(),
-            rng: seed ^ 0x9E37_79B9_7F4A_7C15,
-        }
+        Queue { prev: initial_values, pending: Vec::new(), rng: seed ^ 0x9E37_79B9_7F4A_7C15 }
     }
 
     /// The earliest time a pending event executes.
     pub fn next_time(&self) -> Option<f64> {
-        self.pending
-            .iter()
-            .map(|p| p.time)
-            .fold(None, |m, t| Some(m.map_or(t, |m: f64| m.min(t))))
+        self.pending.iter().map(|p| p.time).fold(None, |m, t| Some(m.map_or(t, |m: f64| m.min(t))))
     }
 
     /// A uniform draw in [0, 1), for choosing among events of equal priority.
@@ -50,15 +43,9 @@ impl Queue {
     /// Index into `pending` of the event to execute now among those due at
     /// `t`: highest priority first; ties broken at random.
     pub fn choose(&mut self, due: &[(usize, f64)]) -> Option<usize> {
-        let best = due
-            .iter()
-            .map(|&(_, p)| p)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let tied: Vec<usize> = due
-            .iter()
-            .filter(|&&(_, p)| p == best || (p.is_nan() && best.is_nan()))
-            .map(|&(i, _)| i)
-            .collect();
+        let best = due.iter().map(|&(_, p)| p).fold(f64::NEG_INFINITY, f64::max);
+        let tied: Vec<usize> =
+            due.iter().filter(|&&(_, p)| p == best || (p.is_nan() && best.is_nan())).map(|&(i, _)| i).collect();
         match tied.len() {
             0 => due.first().map(|&(i, _)| i),
             1 => Some(tied[0]),

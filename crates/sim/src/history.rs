@@ -14,10 +14,7 @@ pub(crate) struct History {
 
 impl History {
     pub(crate) fn new(n: usize) -> History {
-        History {
-            n,
-            ..History::default()
-        }
+        History { n, ..History::default() }
     }
 
     pub(crate) fn push(&mut self, t: f64, y: &[f64], dy: &[f64]) {

@@ -4,10 +4,7 @@ use nalgebra::{DMatrix, DVector};
 
 /// Solves `g(z) = 0` from the guess in `z`. `eval` writes the residual and
 /// the dense Jacobian `∂g/∂z` (column-major, `n × n`). Returns whether it converged.
-pub(crate) fn solve(
-    z: &mut [f64],
-    mut eval: impl FnMut(&[f64], &mut [f64], Option<&mut [f64]>),
-) -> bool {
+pub(crate) fn solve(z: &mut [f64], mut eval: impl FnMut(&[f64], &mut [f64], Option<&mut [f64]>)) -> bool {
     let n = z.len();
     if n == 0 {
         return true;
@@ -42,8 +39,7 @@ pub(crate) fn solve(
             }
             lambda *= 0.5;
         }
-        let converged = (0..n)
-            .all(|i| (lambda * dz[i]).abs() <= 1e-13 * z[i].abs().max(1e-300) + 1e-300)
+        let converged = (0..n).all(|i| (lambda * dz[i]).abs() <= 1e-13 * z[i].abs().max(1e-300) + 1e-300)
             || norm(&r_trial) < 1e-300;
         z.copy_from_slice(&trial);
         eval(z, &mut r, Some(&mut jac));

@@ -111,9 +111,7 @@ pub fn simulate(
         &sim.model,
         &sim.code.layout,
         &exprs,
-        &vht_codegen::Options {
-            backend: vht_codegen::Backend::Interpreter,
-        },
+        &vht_codegen::Options { backend: vht_codegen::Backend::Interpreter },
     )
     .map_err(|e| SimError::Columns(e.to_string()))?;
     let run = Run::new(sim, tc, overrides)?;
@@ -152,11 +150,7 @@ struct Scratch {
 const DUMMY: f64 = 0.0;
 
 impl<'s> Run<'s> {
-    fn new(
-        sim: &'s Simulator,
-        tc: &TimeCourse,
-        overrides: &[(Sym, f64)],
-    ) -> Result<Run<'s>, SimError> {
+    fn new(sim: &'s Simulator, tc: &TimeCourse, overrides: &[(Sym, f64)]) -> Result<Run<'s>, SimError> {
         let model = &sim.model;
         let n = model.symbols.len();
         let mut vals = vec![f64::NAN; n];
@@ -176,10 +170,7 @@ impl<'s> Run<'s> {
         }
         let layout = &sim.code.layout;
         let p: Vec<f64> = layout.p.iter().map(|s| vals[s.index()]).collect();
-        let z: Vec<f64> = layout.y[sim.n_ode..]
-            .iter()
-            .map(|s| vals[s.index()])
-            .collect();
+        let z: Vec<f64> = layout.y[sim.n_ode..].iter().map(|s| vals[s.index()]).collect();
         let n_jac = sim.code.jac_pattern.len();
         let run = Run {
             sim,
@@ -191,11 +182,7 @@ impl<'s> Run<'s> {
             now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y()])),
             vals0: vals,
             delays: vht_codegen::model_delays(model),
-            scratch: RefCell::new(Scratch {
-                y: vec![0.0; sim.n_y()],
-                f: vec![0.0; sim.n_y()],
-                jac: vec![0.0; n_jac],
-            }),
+            scratch: RefCell::new(Scratch { y: vec![0.0; sim.n_y()], f: vec![0.0; sim.n_y()], jac: vec![0.0; n_jac] }),
         };
         Ok(run)
     }
@@ -207,10 +194,7 @@ impl<'s> Run<'s> {
     /// The ODE part of the initial state.
     fn x0(&self) -> Vec<f64> {
         let layout = &self.sim.code.layout;
-        let mut x: Vec<f64> = layout.y[..self.sim.n_ode]
-            .iter()
-            .map(|s| self.vals0[s.index()])
-            .collect();
+        let mut x: Vec<f64> = layout.y[..self.sim.n_ode].iter().map(|s| self.vals0[s.index()]).collect();
         if x.is_empty() {
             x.push(DUMMY);
         }
@@ -299,12 +283,7 @@ impl<'s> Run<'s> {
         self.history.borrow_mut().push(t, y, &f);
     }
 
-    fn go(
-        &self,
-        tc: &TimeCourse,
-        columns: &[Column],
-        out_fn: &Function,
-    ) -> Result<Trajectory, SimError> {
+    fn go(&self, tc: &TimeCourse, columns: &[Column], out_fn: &Function) -> Result<Trajectory, SimError> {
         let sim = self.sim;
         let n_y = sim.n_y();
         let ncol = columns.len();
@@ -345,142 +324,128 @@ impl<'s> Run<'s> {
             next_out += 1;
         }
 
-        let options = Options {
-            rtol: tc.rtol,
-            atol: tc.atol,
-            max_steps: tc.max_steps,
-            h0: None,
-        };
+        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, h0: None };
         let x_start = x.clone();
-        let stats = vht_solver::integrate(
-            self,
-            t0,
-            &x_start,
-            &options,
-            |it| -> Result<Stats, SimError> {
-                let mut stop_at: Option<f64> = None;
-                let mut trig = vec![0.0; sim.model.events.len()];
-                let mut xi = vec![0.0; self.n_sys()];
-                let mut stats = Stats::default();
+        let stats = vht_solver::integrate(self, t0, &x_start, &options, |it| -> Result<Stats, SimError> {
+            let mut stop_at: Option<f64> = None;
+            let mut trig = vec![0.0; sim.model.events.len()];
+            let mut xi = vec![0.0; self.n_sys()];
+            let mut stats = Stats::default();
 
-                while next_out < times.len() {
-                    if let Some(deadline) = tc.deadline {
-                        if Instant::now() > deadline {
-                            return Err(SimError::Timeout { t: it.t() });
+            while next_out < times.len() {
+                if let Some(deadline) = tc.deadline {
+                    if Instant::now() > deadline {
+                        return Err(SimError::Timeout { t: it.t() });
+                    }
+                }
+                let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end)).max(it.t());
+                let mut at_stop = false;
+                if stop_at != Some(want_stop) {
+                    at_stop = it.set_stop_time(want_stop)?;
+                    stop_at = (!at_stop).then_some(want_stop);
+                }
+                let t_prev = it.t();
+                let outcome = if at_stop { Ok(StepOutcome::Stop { t: it.t() }) } else { it.step() };
+                if let Some(t) = self.alg_failed.take() {
+                    return Err(SimError::Algebraic { t });
+                }
+                let outcome = outcome?;
+                if std::env::var_os("VHT_TRACE").is_some() {
+                    eprintln!("{outcome:?}");
+                }
+                // Where (if anywhere) in this step events need handling.
+                // Where (if anywhere) in this step events need handling. The
+                // root finder's answer is a hint: diffsol stops at any root
+                // function that is exactly zero, even one that stays zero, so a
+                // crossing elsewhere in the step can come back at the wrong time.
+                // Whenever the triggers differ at the end of the step, the first
+                // change is located by bisection on the triggers themselves.
+                let t_end_step = it.t();
+                let mut t_event = None;
+                if let StepOutcome::Root { t } = outcome {
+                    stop_at = None;
+                    // The root finder may land exactly on the zero, where a
+                    // strict relation has not flipped yet: look again just after.
+                    let after = (t + 1e-11 * t.abs().max(1.0)).min(t_end_step);
+                    for tp in [t, after] {
+                        it.interpolate(tp, &mut xi)?;
+                        if self.triggers_changed(tp, &xi, &queue, &mut trig) {
+                            t_event = Some(tp);
+                            break;
                         }
                     }
-                    let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end));
-                    if stop_at != Some(want_stop) && want_stop > it.t() {
-                        it.set_stop_time(want_stop)?;
-                        stop_at = Some(want_stop);
+                }
+                if t_event.is_none() {
+                    if let StepOutcome::Stop { t } = outcome {
+                        stop_at = None;
+                        if queue.next_time().is_some_and(|te| te <= t + eps(t)) {
+                            t_event = Some(t);
+                        }
                     }
-                    let t_prev = it.t();
-                    let outcome = it.step();
-                    if let Some(t) = self.alg_failed.take() {
-                        return Err(SimError::Algebraic { t });
+                }
+                if t_event.is_none() {
+                    xi.copy_from_slice(it.y());
+                    if self.triggers_changed(t_end_step, &xi, &queue, &mut trig) {
+                        let (mut a, mut b) = (t_prev, t_end_step);
+                        while b - a > 1e-14 * b.abs().max(1.0) {
+                            let mid = 0.5 * (a + b);
+                            if mid <= a || mid >= b {
+                                break;
+                            }
+                            it.interpolate(mid, &mut xi)?;
+                            if self.triggers_changed(mid, &xi, &queue, &mut trig) {
+                                b = mid;
+                            } else {
+                                a = mid;
+                            }
+                        }
+                        t_event = Some(b);
                     }
-                    let outcome = outcome?;
-                    if std::env::var_os("VHT_TRACE").is_some() {
-                        eprintln!("{outcome:?}");
-                    }
-                    // Where (if anywhere) in this step events need handling.
-                    // Where (if anywhere) in this step events need handling. The
-            // root finder's answer is a hint: diffsol stops at any root
-            // function that is exactly zero, even one that stays zero, so a
-            // crossing elsewhere in the step can come back at the wrong time.
-            // Whenever the triggers differ at the end of the step, the first
-            // change is located by bisection on the triggers themselves.
-            let t_end_step = it.t();
-            let mut t_event = None;
-            if let StepOutcome::Root { t } = outcome {
-                // The root finder may land exactly on the zero, where a
-                // strict relation has not flipped yet: look again just after.
-                let after = (t + 1e-11 * t.abs().max(1.0)).min(t_end_step);
-                for tp in [t, after] {
-                    it.interpolate(tp, &mut xi)?;
-                    if self.triggers_changed(tp, &xi, &queue, &mut trig) {
-                        t_event = Some(tp);
+                }
+                let t_reached = t_event.unwrap_or(it.t());
+                // Outputs strictly before an event (or up to the step end) come from interpolation.
+                while next_out < times.len() {
+                    let to = times[next_out];
+                    let before = match t_event {
+                        Some(te) => to < te - eps(te),
+                        None => to <= t_reached + eps(t_reached) && to >= t_prev - eps(t_prev),
+                    };
+                    if !before {
                         break;
                     }
+                    let tq = to.clamp(t_prev, it.t());
+                    it.interpolate(tq, &mut xi)?;
+                    self.full_y(tq, &xi, &mut y);
+                    emit(to, &y, next_out, &mut values);
+                    next_out += 1;
                 }
-            }
-            if t_event.is_none() {
-                if let StepOutcome::Stop { t } = outcome {
+                if let Some(te) = t_event {
+                    it.rewind_to(te)?;
+                    x.copy_from_slice(it.y());
+                    self.full_y(te, &x, &mut y);
+                    self.record_history(te, &y);
+                    self.fire_events(te, &mut x, &mut queue)?;
+                    self.full_y(te, &x, &mut y);
+                    self.record_history(te, &y);
+                    it.restart(te, &x);
                     stop_at = None;
-                    if queue.next_time().is_some_and(|te| te <= t + eps(t)) {
-                        t_event = Some(t);
-                    }
-                }
-            }
-            if t_event.is_none() {
-                xi.copy_from_slice(it.y());
-                if self.triggers_changed(t_end_step, &xi, &queue, &mut trig) {
-                    let (mut a, mut b) = (t_prev, t_end_step);
-                    while b - a > 1e-14 * b.abs().max(1.0) {
-                        let mid = 0.5 * (a + b);
-                        if mid <= a || mid >= b {
-                            break;
-                        }
-                        it.interpolate(mid, &mut xi)?;
-                        if self.triggers_changed(mid, &xi, &queue, &mut trig) {
-                            b = mid;
-                        } else {
-                            a = mid;
-                        }
-                    }
-                    t_event = Some(b);
-                }
-            }
-            let t_reached = t_event.unwrap_or(it.t());
-                    // Outputs strictly before an event (or up to the step end) come from interpolation.
-                    while next_out < times.len() {
-                        let to = times[next_out];
-                        let before = match t_event {
-                            Some(te) => to < te - eps(te),
-                            None => to <= t_reached + eps(t_reached) && to >= t_prev - eps(t_prev),
-                        };
-                        if !before {
-                            break;
-                        }
-                        let tq = to.clamp(t_prev, it.t());
-                        it.interpolate(tq, &mut xi)?;
-                        self.full_y(tq, &xi, &mut y);
-                        emit(to, &y, next_out, &mut values);
+                    while next_out < times.len() && times[next_out] <= te + eps(te) {
+                        emit(times[next_out], &y, next_out, &mut values);
                         next_out += 1;
                     }
-                    if let Some(te) = t_event {
-                        it.rewind_to(te)?;
-                        x.copy_from_slice(it.y());
-                        self.full_y(te, &x, &mut y);
-                        self.record_history(te, &y);
-                        self.fire_events(te, &mut x, &mut queue)?;
-                        self.full_y(te, &x, &mut y);
-                        self.record_history(te, &y);
-                        it.restart(te, &x);
-                        stop_at = None;
-                        while next_out < times.len() && times[next_out] <= te + eps(te) {
-                            emit(times[next_out], &y, next_out, &mut values);
-                            next_out += 1;
-                        }
-                    } else if sim.has_delays {
-                        x.copy_from_slice(it.y());
-                        self.full_y(it.t(), &x, &mut y);
-                        self.record_history(it.t(), &y);
-                    }
-                    if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
-                        break;
-                    }
+                } else if sim.has_delays {
+                    x.copy_from_slice(it.y());
+                    self.full_y(it.t(), &x, &mut y);
+                    self.record_history(it.t(), &y);
                 }
-                stats += it.stats();
-                Ok(stats)
-            },
-        )??;
-        Ok(Trajectory {
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            times,
-            values,
-            stats,
-        })
+                if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
+                    break;
+                }
+            }
+            stats += it.stats();
+            Ok(stats)
+        })??;
+        Ok(Trajectory { names: columns.iter().map(|c| c.name.clone()).collect(), times, values, stats })
     }
 
     /// Evaluates the triggers at `(t, x)`; true if any differs from its
@@ -493,9 +458,10 @@ impl<'s> Run<'s> {
         self.full_y(t, x, &mut y);
         let p = self.p.borrow();
         self.sim.triggers.eval(t, &y, &p, trig, self);
-        trig.iter()
-            .zip(&queue.prev)
-            .any(|(&now, &before)| (now != 0.0) != before)
+        if std::env::var_os("VHT_TRACE").is_some() {
+            eprintln!("trig t={t} {trig:?} prev={:?} p={:?}", queue.prev, p);
+        }
+        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before)
     }
 
     /// Schedules, cancels and executes events at time `t` until none is due,
@@ -514,11 +480,7 @@ impl<'s> Run<'s> {
                 return Err(SimError::Algebraic { t });
             }
             let vals = self.values(t, &y);
-            let env = NowEnv {
-                run: self,
-                t,
-                vals: &vals,
-            };
+            let env = NowEnv { run: self, t, vals: &vals };
             for (i, ev) in events.iter().enumerate() {
                 let now = eval(&ev.trigger, &env) != 0.0;
                 if now && !queue.prev[i] {
@@ -526,17 +488,10 @@ impl<'s> Run<'s> {
                     if delay < 0.0 {
                         return Err(SimError::NegativeDelay { t, tau: delay });
                     }
-                    let values = ev.use_values_from_trigger_time.then(|| {
-                        ev.assignments
-                            .iter()
-                            .map(|a| eval(&a.value, &env))
-                            .collect()
-                    });
-                    queue.pending.push(Pending {
-                        event: i,
-                        time: t + delay,
-                        values,
-                    });
+                    let values = ev
+                        .use_values_from_trigger_time
+                        .then(|| ev.assignments.iter().map(|a| eval(&a.value, &env)).collect());
+                    queue.pending.push(Pending { event: i, time: t + delay, values });
                 } else if !now && queue.prev[i] && !ev.persistent {
                     queue.pending.retain(|p| p.event != i);
                 }
@@ -548,10 +503,7 @@ impl<'s> Run<'s> {
                 .enumerate()
                 .filter(|(_, p)| p.time <= t + eps)
                 .map(|(k, p)| {
-                    let prio = events[p.event]
-                        .priority
-                        .as_ref()
-                        .map_or(f64::NEG_INFINITY, |e| eval(e, &env));
+                    let prio = events[p.event].priority.as_ref().map_or(f64::NEG_INFINITY, |e| eval(e, &env));
                     (k, prio)
                 })
                 .collect();
@@ -562,11 +514,7 @@ impl<'s> Run<'s> {
             let ev = &events[pending.event];
             let new_values: Vec<f64> = match pending.values {
                 Some(v) => v,
-                None => ev
-                    .assignments
-                    .iter()
-                    .map(|a| eval(&a.value, &env))
-                    .collect(),
+                None => ev.assignments.iter().map(|a| eval(&a.value, &env)).collect(),
             };
             let mut p = self.p.borrow_mut();
             let mut z = self.z.borrow_mut();
@@ -675,7 +623,9 @@ impl Env for InitEnv<'_> {
     fn value(&self, s: Sym) -> f64 {
         match &self.model.symbol(s).kind {
             SymbolKind::Assigned { expr } if self.shifted => eval(expr, self),
-            _ if self.shifted && mentions_time(&self.model.symbol(s).initial) => eval(&self.model.symbol(s).initial, self),
+            _ if self.shifted && mentions_time(&self.model.symbol(s).initial) => {
+                eval(&self.model.symbol(s).initial, self)
+            }
             _ => self.vals[s.index()],
         }
     }

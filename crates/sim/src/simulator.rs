@@ -56,10 +56,10 @@ impl Simulator {
         }
         let has_delays = {
             let mut d = model.algebraic.iter().any(Expr::contains_delay)
-                || model.events.iter().any(|e| {
-                    e.trigger.contains_delay()
-                        || e.assignments.iter().any(|a| a.value.contains_delay())
-                });
+                || model
+                    .events
+                    .iter()
+                    .any(|e| e.trigger.contains_delay() || e.assignments.iter().any(|a| a.value.contains_delay()));
             for s in &model.symbols {
                 d |= s.initial.contains_delay()
                     || match &s.kind {
@@ -70,18 +70,7 @@ impl Simulator {
             }
             d
         };
-        Ok(Simulator {
-            model,
-            code,
-            n_ode,
-            n_alg,
-            roots,
-            triggers,
-            init_order,
-            jac_ode,
-            jac_alg,
-            has_delays,
-        })
+        Ok(Simulator { model, code, n_ode, n_alg, roots, triggers, init_order, jac_ode, jac_alg, has_delays })
     }
 
     pub fn slot(&self, s: Sym) -> Slot {

@@ -5,30 +5,19 @@ use vht_ir::{BinOp, Event, EventAssignment, Expr, Model, Role, Sym, SymbolKind};
 use vht_sim::{simulate, Column, Simulator, TimeCourse};
 
 fn col(m: &Model, name: &str) -> Column {
-    Column {
-        name: name.to_string(),
-        expr: Expr::Sym(m.lookup(name).unwrap()),
-    }
+    Column { name: name.to_string(), expr: Expr::Sym(m.lookup(name).unwrap()) }
 }
 
 fn decay() -> (Model, Sym, Sym) {
     let mut m = Model::default();
     let k = m.add("k", Role::Parameter, SymbolKind::Parameter, Expr::Num(0.5));
     let x = m.add("x", Role::Species, SymbolKind::Parameter, Expr::Num(2.0));
-    m.symbols[x.index()].kind = SymbolKind::State {
-        rate: -(Expr::Sym(k) * Expr::Sym(x)),
-    };
+    m.symbols[x.index()].kind = SymbolKind::State { rate: -(Expr::Sym(k) * Expr::Sym(x)) };
     (m, k, x)
 }
 
 fn tc(end: f64, points: usize) -> TimeCourse {
-    TimeCourse {
-        end,
-        points,
-        rtol: 1e-10,
-        atol: 1e-12,
-        ..TimeCourse::default()
-    }
+    TimeCourse { end, points, rtol: 1e-10, atol: 1e-12, ..TimeCourse::default() }
 }
 
 #[test]
@@ -39,11 +28,7 @@ fn exponential_decay_matches_the_exact_solution() {
     let traj = simulate(&sim, &tc(10.0, 11), &cols, &[]).unwrap();
     for (i, &t) in traj.times.iter().enumerate() {
         let exact = 2.0 * (-0.5 * t).exp();
-        assert!(
-            (traj.row(i)[0] - exact).abs() < 1e-8 * exact.max(1e-3),
-            "t={t}: {}",
-            traj.row(i)[0]
-        );
+        assert!((traj.row(i)[0] - exact).abs() < 1e-8 * exact.max(1e-3), "t={t}: {}", traj.row(i)[0]);
     }
     // A parameter override changes the run, not the compiled model.
     let traj = simulate(&sim, &tc(10.0, 11), &cols, &[(k, 1.0)]).unwrap();
@@ -62,10 +47,7 @@ fn delayed_event_resets_state_and_output_at_event_time_is_post_event() {
         delay: Some(Expr::Num(1.0)),
         priority: None,
         use_values_from_trigger_time: true,
-        assignments: vec![EventAssignment {
-            target: x,
-            value: Expr::Num(2.0),
-        }],
+        assignments: vec![EventAssignment { target: x, value: Expr::Num(2.0) }],
     });
     let cols = vec![col(&m, "x")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
@@ -75,11 +57,7 @@ fn delayed_event_resets_state_and_output_at_event_time_is_post_event() {
     for (i, &t) in traj.times.iter().enumerate() {
         let since_refill = t - period * (t / period + 1e-12).floor();
         let exact = 2.0 * (-0.5 * since_refill).exp();
-        assert!(
-            (traj.row(i)[0] - exact).abs() < 1e-7,
-            "t={t}: {} vs {exact}",
-            traj.row(i)[0]
-        );
+        assert!((traj.row(i)[0] - exact).abs() < 1e-7, "t={t}: {} vs {exact}", traj.row(i)[0]);
     }
 }
 
@@ -88,18 +66,13 @@ fn algebraic_unknown_follows_its_constraint() {
     let (mut m, _, x) = decay();
     // 0 = z^2 - x  (z = sqrt(x), from a positive guess)
     let z = m.add("z", Role::Parameter, SymbolKind::Algebraic, Expr::Num(1.0));
-    m.algebraic
-        .push(Expr::bin(BinOp::Pow, Expr::Sym(z), Expr::Num(2.0)) - Expr::Sym(x));
+    m.algebraic.push(Expr::bin(BinOp::Pow, Expr::Sym(z), Expr::Num(2.0)) - Expr::Sym(x));
     let cols = vec![col(&m, "z")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
     let traj = simulate(&sim, &tc(4.0, 5), &cols, &[]).unwrap_or_else(|e| panic!("{e}"));
     for (i, &t) in traj.times.iter().enumerate() {
         let exact = (2.0 * (-0.5 * t).exp()).sqrt();
-        assert!(
-            (traj.row(i)[0] - exact).abs() < 1e-7,
-            "t={t}: {}",
-            traj.row(i)[0]
-        );
+        assert!((traj.row(i)[0] - exact).abs() < 1e-7, "t={t}: {}", traj.row(i)[0]);
     }
 }
 
@@ -108,22 +81,13 @@ fn delay_differential_equation_uses_the_history() {
     // x' = -x(t - 1), x = 1 for t <= 0: on [0, 1] x = 1 - t; on [1, 2] x = 1 - t + (t-1)^2/2.
     let mut m = Model::default();
     let x = m.add("x", Role::Species, SymbolKind::Parameter, Expr::Num(1.0));
-    m.symbols[x.index()].kind = SymbolKind::State {
-        rate: -Expr::Delay(Box::new(Expr::Sym(x)), Box::new(Expr::Num(1.0))),
-    };
+    m.symbols[x.index()].kind =
+        SymbolKind::State { rate: -Expr::Delay(Box::new(Expr::Sym(x)), Box::new(Expr::Num(1.0))) };
     let cols = vec![col(&m, "x")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
     let traj = simulate(&sim, &tc(2.0, 21), &cols, &[]).unwrap();
     for (i, &t) in traj.times.iter().enumerate() {
-        let exact = if t <= 1.0 {
-            1.0 - t
-        } else {
-            1.0 - t + (t - 1.0).powi(2) / 2.0
-        };
-        assert!(
-            (traj.row(i)[0] - exact).abs() < 1e-5,
-            "t={t}: {} vs {exact}",
-            traj.row(i)[0]
-        );
+        let exact = if t <= 1.0 { 1.0 - t } else { 1.0 - t + (t - 1.0).powi(2) / 2.0 };
+        assert!((traj.row(i)[0] - exact).abs() < 1e-5, "t={t}: {} vs {exact}", traj.row(i)[0]);
     }
 }

@@ -31,9 +31,7 @@
 
 use std::cell::Cell;
 
-use diffsol::{
-    NalgebraLU, NalgebraMat, OdeBuilder, OdeSolverMethod, OdeSolverStopReason, Vector as _, VectorCommon,
-};
+use diffsol::{NalgebraLU, NalgebraMat, OdeBuilder, OdeSolverMethod, OdeSolverStopReason, Vector as _, VectorCommon};
 
 /// A vector field with its Jacobian action and root functions.
 pub trait System {
@@ -124,8 +122,11 @@ pub trait Integrator {
     /// The state at [`Self::t`].
     fn y(&self) -> &[f64];
     fn step(&mut self) -> Result<StepOutcome, SolveError>;
-    /// Stop exactly at `t` on the way (cleared once reached).
-    fn set_stop_time(&mut self, t: f64) -> Result<(), SolveError>;
+    /// Stop exactly at `t` on the way (cleared once reached). Returns true
+    /// if the integrator is already at `t` (within round-off): no step is
+    /// needed to reach it. Set it again after a root: diffsol shortens the
+    /// step towards the stop time only after steps without a root.
+    fn set_stop_time(&mut self, t: f64) -> Result<bool, SolveError>;
     /// The solution at `t`, which must lie within the last step.
     fn interpolate(&self, t: f64, out: &mut [f64]) -> Result<(), SolveError>;
     /// Moves the integrator back to `t` inside its last step (e.g. to a root).
@@ -236,8 +237,17 @@ where
         }
     }
 
-    fn set_stop_time(&mut self, t: f64) -> Result<(), SolveError> {
-        self.solver.set_stop_time(t).map_err(|e| SolveError::Failed { t: self.t(), reason: e.to_string() })
+    fn set_stop_time(&mut self, t: f64) -> Result<bool, SolveError> {
+        let now = self.t();
+        let h = self.solver.state().h;
+        if (t - now).abs() <= 100.0 * f64::EPSILON * (now.abs() + h.abs()) {
+            return Ok(true);
+        }
+        if t < now {
+            return Err(SolveError::Failed { t: now, reason: format!("stop time {t} is before the current time") });
+        }
+        self.solver.set_stop_time(t).map_err(|e| SolveError::Failed { t: now, reason: e.to_string() })?;
+        Ok(false)
     }
 
     fn interpolate(&self, t: f64, out: &mut [f64]) -> Result<(), SolveError> {
@@ -311,7 +321,7 @@ mod tests {
             it.rewind_to(t_root).unwrap();
             // A discontinuity: jump to (2, 0) and integrate for one more unit of time.
             it.restart(t_root, &[2.0, 0.0]);
-            it.set_stop_time(t_root + 1.0).unwrap();
+            assert!(!it.set_stop_time(t_root + 1.0).unwrap());
             while !matches!(it.step().unwrap(), StepOutcome::Stop { .. }) {}
             (t_root, it.y().to_vec(), it.stats())
         })
