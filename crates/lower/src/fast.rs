@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use vht_ir::eval::{eval, Env};
-use vht_ir::{Expr, Model, NaryOp, Role, Sym, SymbolKind};
+use vht_ir::{EventAssignment, Expr, Model, NaryOp, Role, Sym, SymbolKind};
 
 use crate::lower::{Entity, Lowering, Setter};
 use crate::LowerError;
@@ -54,24 +54,27 @@ impl FastSystem {
         let values = initial_values(&l.model).map_err(|source| LowerError::Check { file: l.file.clone(), source })?;
         let env = Values { v: &values };
 
-        // The species the fast reactions change, and their amount symbols.
+        // The species the fast reactions change, and their amount symbols;
+        // each fast reaction's column of N_f, symbolically and at t0.
         let mut species: Vec<usize> = Vec::new();
-        let mut cols: Vec<HashMap<usize, f64>> = Vec::new();
+        let mut cols: Vec<HashMap<usize, Vec<Expr>>> = Vec::new();
         for &ri in &fast_rx {
             let r = &m.reactions[ri];
-            let mut col: HashMap<usize, f64> = HashMap::new();
-            for (sign, list, st) in [(-1.0, &r.reactants, &stoich[ri].0), (1.0, &r.products, &stoich[ri].1)] {
+            let mut col: HashMap<usize, Vec<Expr>> = HashMap::new();
+            for (product, list, st) in [(false, &r.reactants, &stoich[ri].0), (true, &r.products, &stoich[ri].1)] {
                 for (sr, st) in list.iter().zip(st) {
                     let Some(Entity::Species(si)) = l.ids.get(&sr.species).copied() else { continue };
                     if l.setters.get(&sr.species) != Some(&Setter::Reactions) {
                         continue;
                     }
                     let sp = &m.species[si];
-                    let cf = match sp.conversion_factor.as_ref().or(m.conversion_factor.as_ref()) {
-                        Some(cf) => syms.get(cf).map_or(f64::NAN, |s| values[s.index()]),
-                        None => 1.0,
-                    };
-                    *col.entry(si).or_default() += sign * eval(st, &env) * cf;
+                    let mut term = st.clone();
+                    if let Some(cf) = sp.conversion_factor.as_ref().or(m.conversion_factor.as_ref()) {
+                        if let Some(&c) = syms.get(cf) {
+                            term = term * Expr::Sym(c);
+                        }
+                    }
+                    col.entry(si).or_default().push(if product { term } else { -term });
                     if !species.contains(&si) {
                         species.push(si);
                     }
@@ -80,8 +83,18 @@ impl FastSystem {
             cols.push(col);
         }
         let n = species.len();
-        let nf: Vec<Vec<f64>> =
-            species.iter().map(|si| cols.iter().map(|c| c.get(si).copied().unwrap_or(0.0)).collect()).collect();
+        let nf_expr: Vec<Vec<Expr>> = species
+            .iter()
+            .map(|si| {
+                cols.iter()
+                    .map(|c| match c.get(si) {
+                        Some(terms) => vht_ir::simplify(Expr::Nary(NaryOp::Add, terms.clone())),
+                        None => Expr::Num(0.0),
+                    })
+                    .collect()
+            })
+            .collect();
+        let nf: Vec<Vec<f64>> = nf_expr.iter().map(|row| row.iter().map(|e| eval(e, &env)).collect()).collect();
         let amounts: Vec<Sym> = species
             .iter()
             .map(|&si| match l.amounts.get(&si) {
@@ -102,32 +115,69 @@ impl FastSystem {
             l.model.symbols[a.index()].kind = SymbolKind::Algebraic;
         }
 
-        // Conservation laws: a basis of { l : lᵀ N_f = 0 }.
-        let nt: Vec<Vec<f64>> = (0..fast_rx.len()).map(|j| (0..n).map(|i| nf[i][j]).collect()).collect();
-        let laws = null_space(&nt, n);
+        // Conservation laws: a basis of { l : lᵀ N_f = 0 }. With one fast
+        // reaction the basis is written symbolically (l_k = 1, l_p = -n_k/n_p
+        // for a pivot p), so stoichiometries that events change (case 01398)
+        // keep it right; otherwise it is computed at t0.
+        let laws: Vec<Vec<Expr>> = if fast_rx.len() == 1 {
+            match (0..n).find(|&p| nf[p][0].abs() > EPS) {
+                Some(p) => (0..n)
+                    .filter(|&k| k != p)
+                    .map(|k| {
+                        let mut law = vec![Expr::Num(0.0); n];
+                        law[k] = Expr::Num(1.0);
+                        law[p] = vht_ir::simplify(-(nf_expr[k][0].clone() / nf_expr[p][0].clone()));
+                        law
+                    })
+                    .collect(),
+                None => (0..n).map(|k| (0..n).map(|i| Expr::Num((i == k) as u8 as f64)).collect()).collect(),
+            }
+        } else {
+            let nt: Vec<Vec<f64>> = (0..fast_rx.len()).map(|j| (0..n).map(|i| nf[i][j]).collect()).collect();
+            null_space(&nt, n)
+                .into_iter()
+                .map(|law| law.into_iter().map(|c| Expr::Num(if c.abs() < EPS { 0.0 } else { c })).collect())
+                .collect()
+        };
+        let amount_exprs: Vec<Expr> = amounts.iter().map(|&a| Expr::Sym(a)).collect();
+        let mut totals = Vec::new();
         for (k, law) in laws.iter().enumerate() {
-            let dot = |xs: &[Expr]| -> Expr {
-                let terms: Vec<Expr> = law
-                    .iter()
-                    .zip(xs)
-                    .filter(|(c, _)| c.abs() > EPS)
-                    .map(|(c, x)| if (*c - 1.0).abs() < EPS { x.clone() } else { Expr::Num(*c) * x.clone() })
-                    .collect();
-                Expr::Nary(NaryOp::Add, terms)
-            };
-            let amount_exprs: Vec<Expr> = amounts.iter().map(|&a| Expr::Sym(a)).collect();
-            let total = dot(&amount_exprs);
+            let total = dot(law, &amount_exprs);
             let name = format!("fast_total#{}", k + 1);
-            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate: dot(&slow) }, total.clone());
-            l.model.algebraic.push(total - Expr::Sym(t));
+            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate: dot(law, &slow) }, total.clone());
+            l.model.algebraic.push(total.clone() - Expr::Sym(t));
+            totals.push((t, total));
         }
         // Equilibrium: v_j = 0 for independent fast reactions.
         for j in pivot_columns(&nf) {
             let r = &m.reactions[fast_rx[j]];
             l.model.algebraic.push(Expr::Sym(syms[&r.id]));
         }
+
+        // An event that sets a fast species or a quantity a law reads
+        // changes the totals: they are recomputed from the values after it.
+        for ev in &mut l.model.events {
+            let assigned: HashMap<Sym, Expr> = ev.assignments.iter().map(|a| (a.target, a.value.clone())).collect();
+            for (t, total) in &totals {
+                if total.symbols().iter().any(|s| assigned.contains_key(s)) {
+                    let value = total.clone().substitute(&mut |s| assigned.get(&s).cloned());
+                    ev.assignments.push(EventAssignment { target: *t, value });
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// `Σ law_i · x_i`, leaving out zero coefficients and unit factors.
+fn dot(law: &[Expr], xs: &[Expr]) -> Expr {
+    let terms: Vec<Expr> = law
+        .iter()
+        .zip(xs)
+        .filter(|(c, _)| !c.is_num(0.0))
+        .map(|(c, x)| if c.is_num(1.0) { x.clone() } else { c.clone() * x.clone() })
+        .collect();
+    Expr::Nary(NaryOp::Add, terms)
 }
 
 /// The columns of `a` that are linearly independent (pivots of its echelon form).

@@ -192,3 +192,54 @@ fn missing_file() {
     let err = vht_lower::load(Path::new("/nonexistent/model.xml")).map(|_| ()).unwrap_err();
     expect!["/nonexistent/model.xml: No such file or directory (os error 2)"].assert_eq(&err.to_string());
 }
+
+/// Truncated and corrupted versions of the sample cases give errors or
+/// models, never panics.
+#[test]
+fn mangled_input_never_panics() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut files: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "sample cases missing from {}", data.display());
+    let mut outcomes = (0, 0);
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut variants: Vec<String> = Vec::new();
+        // Cut at many points (on char boundaries).
+        for cut in (0..text.len()).step_by(89).filter(|&c| text.is_char_boundary(c)) {
+            variants.push(text[..cut].to_string());
+        }
+        // Replace each attribute value in turn by something of the wrong kind.
+        let mut start = 0;
+        while let Some(pos) = text[start..].find("=\"") {
+            let at = start + pos + 2;
+            if let Some(len) = text[at..].find('"') {
+                for junk in ["", "x", "-1", "NaN", "1e999"] {
+                    variants.push(format!("{}{}{}", &text[..at], junk, &text[at + len..]));
+                }
+            }
+            start = at;
+        }
+        // Drop each element's name (so <ci> becomes <x>, <apply> becomes <x>...).
+        for (i, _) in text.match_indices("<c").take(40) {
+            variants.push(format!("{}<x{}", &text[..i], &text[i + 2..]).replacen("</c", "</x", 1));
+        }
+        for v in &variants {
+            match vht_lower::load_str(v, Some(f)) {
+                Ok(_) => outcomes.0 += 1,
+                Err(e) => {
+                    assert!(!e.to_string().is_empty());
+                    outcomes.1 += 1
+                }
+            }
+        }
+    }
+    // Both outcomes occur: the corruptions are not all harmless or all fatal.
+    assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+}
