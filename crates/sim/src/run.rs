@@ -178,8 +178,9 @@ impl<'s> Run<'s> {
             p: RefCell::new(p),
             z: RefCell::new(z),
             alg_failed: Cell::new(None),
-            history: RefCell::new(History::new(sim.n_y())),
-            now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y()])),
+            // Samples hold y, then the parameters (events change those).
+            history: RefCell::new(History::new(sim.n_y() + sim.code.layout.p.len())),
+            now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y() + sim.code.layout.p.len()])),
             vals0: vals,
             delays: vht_codegen::model_delays(model),
             scratch: RefCell::new(Scratch { y: vec![0.0; sim.n_y()], f: vec![0.0; sim.n_y()], jac: vec![0.0; n_jac] }),
@@ -243,7 +244,8 @@ impl<'s> Run<'s> {
         if self.sim.has_delays {
             let mut now = self.now.borrow_mut();
             now.0 = t;
-            now.1.copy_from_slice(y);
+            now.1[..y.len()].copy_from_slice(y);
+            now.1[y.len()..].copy_from_slice(&self.p.borrow());
         }
     }
 
@@ -261,26 +263,27 @@ impl<'s> Run<'s> {
         if history.is_empty() || t <= self.t0 {
             return eval(e, &InitEnv { model: &self.sim.model, vals: &self.vals0, t, shifted: true });
         }
-        let mut y = vec![0.0; self.sim.n_y()];
+        let mut yp = vec![0.0; self.sim.n_y() + self.sim.code.layout.p.len()];
         let now = self.now.borrow();
-        history.at(t, (now.0, &now.1), &mut y);
+        history.at(t, (now.0, &now.1), &mut yp);
         drop(now);
         drop(history);
-        eval(e, &PastEnv { run: self, t, y })
+        eval(e, &PastEnv { run: self, t, n_y: self.sim.n_y(), yp })
     }
 
     fn record_history(&self, t: f64, y: &[f64]) {
         if !self.sim.has_delays {
             return;
         }
-        let mut f = vec![0.0; y.len()];
-        {
-            let p = self.p.borrow();
-            self.sim.code.rhs.eval(t, y, &p, &mut f, self);
-        }
+        let p = self.p.borrow().clone();
+        let mut f = vec![0.0; y.len() + p.len()];
+        self.sim.code.rhs.eval(t, y, &p, &mut f[..y.len()], self);
         // Residual rows carry no derivative: interpolate those linearly.
-        f[self.sim.n_ode..].iter_mut().for_each(|v| *v = f64::NAN);
-        self.history.borrow_mut().push(t, y, &f);
+        // Parameters are constant between events (which add a second sample).
+        f[self.sim.n_ode..y.len()].iter_mut().for_each(|v| *v = f64::NAN);
+        f[y.len()..].iter_mut().for_each(|v| *v = 0.0);
+        let yp: Vec<f64> = y.iter().chain(&p).copied().collect();
+        self.history.borrow_mut().push(t, &yp, &f);
     }
 
     fn go(&self, tc: &TimeCourse, columns: &[Column], out_fn: &Function) -> Result<Trajectory, SimError> {
@@ -660,14 +663,16 @@ impl Env for NowEnv<'_, '_> {
 struct PastEnv<'a, 's> {
     run: &'a Run<'s>,
     t: f64,
-    y: Vec<f64>,
+    n_y: usize,
+    /// y, then the parameters, at `t`.
+    yp: Vec<f64>,
 }
 
 impl Env for PastEnv<'_, '_> {
     fn value(&self, s: Sym) -> f64 {
         match self.run.sim.slot(s) {
-            Slot::Y(i) => self.y[i],
-            Slot::P(i) => self.run.p.borrow()[i],
+            Slot::Y(i) => self.yp[i],
+            Slot::P(i) => self.yp[self.n_y + i],
             Slot::Assigned => match &self.run.sim.model.symbol(s).kind {
                 SymbolKind::Assigned { expr } => eval(expr, self),
                 _ => f64::NAN,
