@@ -15,7 +15,7 @@ thread_local! {
 
 /// Runs `f` with a scratch slice of length `n`. After the first few calls on
 /// a thread this does not allocate.
-fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+pub(crate) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
     let mut buf = SCRATCH.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
     if buf.len() < n {
         buf.resize(n, 0.0);

@@ -320,7 +320,7 @@ fn eliminate_dead(tape: Tape) -> Tape {
     Tape { instrs, outputs }
 }
 
-fn operands(ins: Instr, mut f: impl FnMut(Reg)) {
+pub(crate) fn operands(ins: Instr, mut f: impl FnMut(Reg)) {
     map_operands(ins, |r| {
         f(r);
         r

@@ -100,9 +100,11 @@ fn every_operator_jit_equals_interpreter() {
 
 #[test]
 fn whole_model_functions_agree_across_backends() {
-    let m = mass_action(40, 11);
+    // Big enough that the JIT splits rhs and jac into several native chunks.
+    let m = mass_action(250, 11);
     let ci = compile(&m, &Options { backend: Backend::Interpreter }).unwrap();
     let cj = compile(&m, &Options::default()).unwrap();
+    assert!(cj.rhs.instructions() > 2 * 1024, "{} instructions: not chunked", cj.rhs.instructions());
     assert_eq!(ci.jac_pattern, cj.jac_pattern);
     let mut rng = Rng(5);
     let y: Vec<f64> = (0..ci.layout.y.len()).map(|_| rng.next_f64() * 3.0).collect();
