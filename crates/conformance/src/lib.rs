@@ -110,23 +110,13 @@ pub fn discover(suite: &Path, range: Option<(u32, u32)>) -> std::io::Result<Vec<
                 continue;
             }
         }
-        let m = std::fs::read_to_string(entry.path().join(format!("{name}-model.m")))
-            .unwrap_or_default();
+        let m = std::fs::read_to_string(entry.path().join(format!("{name}-model.m"))).unwrap_or_default();
         let field = |key: &str| {
             m.lines()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix(key)
-                        .map(|r| r.trim_start_matches(':').trim().to_string())
-                })
+                .find_map(|l| l.trim().strip_prefix(key).map(|r| r.trim_start_matches(':').trim().to_string()))
                 .unwrap_or_default()
         };
-        let list = |s: String| {
-            s.split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
+        let list = |s: String| s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
         cases.push(Case {
             id: name,
             dir: entry.path(),
@@ -152,21 +142,11 @@ pub fn read_settings(case: &Case) -> Result<Settings, String> {
             // Flux balance cases leave the time settings empty.
             continue;
         }
-        let list = || {
-            value
-                .split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect()
-        };
+        let list = || value.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
         let num = || {
-            value.parse::<f64>().map_err(|_| {
-                format!(
-                    "{}:{}: '{key}' is not a number: '{value}'",
-                    path.display(),
-                    n + 1
-                )
-            })
+            value
+                .parse::<f64>()
+                .map_err(|_| format!("{}:{}: '{key}' is not a number: '{value}'", path.display(), n + 1))
         };
         match key.trim() {
             "start" => s.start = num()?,
@@ -188,12 +168,8 @@ pub fn read_expected(case: &Case) -> Result<(Vec<String>, Vec<Vec<f64>>), String
     let path = case.dir.join(format!("{}-results.csv", case.id));
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .ok_or("empty results file")?
-        .split(',')
-        .map(|h| h.trim().to_string())
-        .collect();
+    let header: Vec<String> =
+        lines.next().ok_or("empty results file")?.split(',').map(|h| h.trim().to_string()).collect();
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
         let row: Result<Vec<f64>, _> = line.split(',').map(|v| parse_number(v.trim())).collect();
@@ -213,30 +189,23 @@ fn parse_number(v: &str) -> Result<f64, String> {
 
 /// The model file of the highest SBML level and version in the case.
 pub fn model_file(case: &Case) -> Option<PathBuf> {
-    [
-        "l3v2", "l3v1", "l2v5", "l2v4", "l2v3", "l2v2", "l2v1", "l1v2", "l1v1",
-    ]
-    .iter()
-    .map(|lv| case.dir.join(format!("{}-sbml-{lv}.xml", case.id)))
-    .find(|p| p.is_file())
+    ["l3v2", "l3v1", "l2v5", "l2v4", "l2v3", "l2v2", "l2v1", "l1v2", "l1v1"]
+        .iter()
+        .map(|lv| case.dir.join(format!("{}-sbml-{lv}.xml", case.id)))
+        .find(|p| p.is_file())
 }
 
 /// The output column for a variable of the settings: species in the
 /// `amount` list report their amount, those in `concentration` their
 /// concentration, everything else its value.
 pub fn column(model: &Model, id: &str, settings: &Settings) -> Result<Column, String> {
-    let sym = model
-        .lookup(id)
-        .ok_or_else(|| format!("variable '{id}' is not in the model"))?;
+    let sym = model.lookup(id).ok_or_else(|| format!("variable '{id}' is not in the model"))?;
     let expr = match model.species_view(sym) {
         Some(view) if settings.amount.iter().any(|a| a == id) => view.amount.clone(),
         Some(view) if settings.concentration.iter().any(|c| c == id) => view.concentration.clone(),
         _ => Expr::Sym(sym),
     };
-    Ok(Column {
-        name: id.to_string(),
-        expr,
-    })
+    Ok(Column { name: id.to_string(), expr })
 }
 
 /// The suite's rule for one value.
@@ -258,9 +227,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            timeout: Duration::from_secs(20),
-        }
+        RunOptions { timeout: Duration::from_secs(20) }
     }
 }
 
@@ -304,10 +271,7 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
         Ok(m) => m,
         Err(e) => return Outcome::Error(e.to_string()),
     };
-    let columns: Result<Vec<Column>, String> = header
-        .iter()
-        .map(|id| column(&model, id, &settings))
-        .collect();
+    let columns: Result<Vec<Column>, String> = header.iter().map(|id| column(&model, id, &settings)).collect();
     let columns = match columns {
         Ok(c) => c,
         Err(e) => return Outcome::Error(e),
@@ -333,11 +297,7 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
         Err(e) => return Outcome::Error(e.to_string()),
     };
     if traj.times.len() != expected.len() {
-        return Outcome::Fail(format!(
-            "{} rows, expected {}",
-            traj.times.len(),
-            expected.len()
-        ));
+        return Outcome::Fail(format!("{} rows, expected {}", traj.times.len(), expected.len()));
     }
     for (i, row) in expected.iter().enumerate() {
         for (j, id) in header.iter().enumerate() {
@@ -350,12 +310,7 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
     Outcome::Pass
 }
 
-fn judge_fba(
-    file: &Path,
-    settings: &Settings,
-    header: &[String],
-    expected: &[Vec<f64>],
-) -> Outcome {
+fn judge_fba(file: &Path, settings: &Settings, header: &[String], expected: &[Vec<f64>]) -> Outcome {
     let solution = match vht_fbc::solve_file(file) {
         Ok(s) => s,
         Err(e) => return Outcome::Error(e.to_string()),
@@ -363,9 +318,7 @@ fn judge_fba(
     for row in expected {
         for (j, id) in header.iter().enumerate() {
             let Some(a) = solution.value(id) else {
-                return Outcome::Error(format!(
-                    "variable '{id}' is neither a reaction nor the objective"
-                ));
+                return Outcome::Error(format!("variable '{id}' is neither a reaction nor the objective"));
             };
             if !within(row[j + 1], a, settings.absolute, settings.relative) {
                 return Outcome::Fail(format!("{id}: expected {}, got {a}", row[j + 1]));
@@ -399,15 +352,9 @@ pub fn tag_table(results: &[(Case, Outcome)]) -> String {
 /// Errors and timeouts count as failed; each case keeps its own label.
 pub fn summary_json(results: &[(Case, Outcome)]) -> String {
     let passed = results.iter().filter(|(_, o)| *o == Outcome::Pass).count();
-    let skipped = results
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Skipped(_)))
-        .count();
+    let skipped = results.iter().filter(|(_, o)| matches!(o, Outcome::Skipped(_))).count();
     let total = results.len();
-    let cases: Vec<String> = results
-        .iter()
-        .map(|(c, o)| format!("    \"{}\": \"{}\"", c.id, o.label()))
-        .collect();
+    let cases: Vec<String> = results.iter().map(|(c, o)| format!("    \"{}\": \"{}\"", c.id, o.label())).collect();
     format!(
         "{{\n  \"passed\": {passed},\n  \"failed\": {},\n  \"skipped\": {skipped},\n  \"total\": {total},\n  \"cases\": {{\n{}\n  }}\n}}\n",
         total - passed - skipped,

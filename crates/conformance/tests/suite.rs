@@ -35,10 +35,7 @@ fn main() {
             }
         };
         for case in cases {
-            let listed = expected
-                .iter()
-                .find(|(id, _)| *id == case.id)
-                .map(|(_, why)| why.clone());
+            let listed = expected.iter().find(|(id, _)| *id == case.id).map(|(_, why)| why.clone());
             trials.push(Trial::test(format!("{label}::{}", case.id), move || {
                 let outcome = run_case(&case, &RunOptions::default());
                 judge(&outcome, listed.as_deref())
@@ -51,10 +48,9 @@ fn main() {
 fn judge(outcome: &Outcome, listed: Option<&str>) -> Result<(), Failed> {
     match (outcome, listed) {
         (Outcome::Pass | Outcome::Skipped(_), None) => Ok(()),
-        (Outcome::Pass, Some(why)) => Err(format!(
-            "passes now, but is on the expected-failures list ({why}): remove it from the list"
-        )
-        .into()),
+        (Outcome::Pass, Some(why)) => {
+            Err(format!("passes now, but is on the expected-failures list ({why}): remove it from the list").into())
+        }
         (_, Some(_)) => Ok(()),
         (o, None) => Err(format!("{}: {}", o.label(), o.detail()).into()),
     }
