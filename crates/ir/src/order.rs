@@ -95,7 +95,7 @@ fn topo(model: &Model, deps: impl Fn(Sym) -> Option<Vec<Sym>>) -> Result<Vec<Sym
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Role;
+    use crate::{Expr, Role};
 
     #[test]
     fn assignment_cycle_is_named() {
