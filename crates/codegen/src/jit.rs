@@ -77,7 +77,8 @@ pub(crate) struct JitFunction {
     code: NativeFn,
     /// Length of the scratch array the code needs (0 if it is one function).
     n_scratch: usize,
-    _memory: CodeMemory,
+    /// Boxed: the JIT module is large and Function is moved around.
+    _memory: Box<CodeMemory>,
 }
 
 impl JitFunction {
@@ -316,7 +317,7 @@ pub(crate) fn compile(tape: &Tape, name: &str) -> Result<JitFunction, CodegenErr
     // SAFETY: `code_ptr` is the entry of the function just defined with exactly
     // the signature of NativeFn (f64, 4 pointers, no return, default C ABI).
     let code = unsafe { std::mem::transmute::<*const u8, NativeFn>(code_ptr) };
-    Ok(JitFunction { code, n_scratch: plan.n_scratch, _memory: CodeMemory(Mutex::new(Some(m))) })
+    Ok(JitFunction { code, n_scratch: plan.n_scratch, _memory: Box::new(CodeMemory(Mutex::new(Some(m)))) })
 }
 
 /// Creates the single block of a function and returns its parameters.
@@ -357,7 +358,7 @@ fn emit(
     // Calls an imported Rust function and returns its result.
     macro_rules! call {
         ($name:expr, $sig:expr, $args:expr) => {{
-            let id = imports.get(m, &$name, $sig, name)?;
+            let id = imports.get(m, $name, $sig, name)?;
             let fref = m.declare_func_in_func(id, b.func);
             let inst = b.ins().call(fref, $args);
             b.inst_results(inst)[0]
@@ -422,7 +423,7 @@ fn emit(
                         let c = b.ins().fcmp(FloatCC::Equal, a, zero);
                         b.ins().select(c, one, zero)
                     }
-                    _ => call!(ops::un_name(op), &sigs.un, &[a]),
+                    _ => call!(&ops::un_name(op), &sigs.un, &[a]),
                 }
             }
             Instr::Bin(op, _, _) => {
@@ -453,15 +454,15 @@ fn emit(
                         let x = b.ins().bor(not_a, c_true);
                         b.ins().select(x, one, zero)
                     }
-                    BinOp::Pow | BinOp::Log | BinOp::Root | BinOp::Rem => call!(ops::bin_name(op), &sigs.bin, &[a, c]),
+                    BinOp::Pow | BinOp::Log | BinOp::Root | BinOp::Rem => call!(&ops::bin_name(op), &sigs.bin, &[a, c]),
                 }
             }
             Instr::Add(..) => b.ins().fadd(vals[0], vals[1]),
             Instr::Mul(..) => b.ins().fmul(vals[0], vals[1]),
             // Cranelift's fmin/fmax order signed zeros differently from the
             // IR's fold, so these call the shared definition.
-            Instr::Min(..) => call!("vht_min".to_string(), &sigs.bin, &[vals[0], vals[1]]),
-            Instr::Max(..) => call!("vht_max".to_string(), &sigs.bin, &[vals[0], vals[1]]),
+            Instr::Min(..) => call!("vht_min", &sigs.bin, &[vals[0], vals[1]]),
+            Instr::Max(..) => call!("vht_max", &sigs.bin, &[vals[0], vals[1]]),
             Instr::And(..) | Instr::Or(..) | Instr::Xor(..) => {
                 let x = b.ins().fcmp(FloatCC::NotEqual, vals[0], zero);
                 let z = b.ins().fcmp(FloatCC::NotEqual, vals[1], zero);
@@ -483,7 +484,7 @@ fn emit(
             Instr::Delay(k, _) => {
                 let k = b.ins().iconst(types::I64, k as i64);
                 let t_past = b.ins().fsub(t, vals[0]);
-                call!("vht_delay".to_string(), &sigs.delay, &[host, k, t_past])
+                call!("vht_delay", &sigs.delay, &[host, k, t_past])
             }
         };
         local.push(val);

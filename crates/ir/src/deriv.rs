@@ -227,14 +227,14 @@ fn simplify_node(e: Expr) -> Expr {
         },
         Expr::Bin(op, a, b) => match (op, *a, *b) {
             (BinOp::Sub, Expr::Num(x), Expr::Num(y)) => num(x - y),
-            (BinOp::Sub, a, Expr::Num(z)) if z == 0.0 => a,
-            (BinOp::Sub, Expr::Num(z), b) if z == 0.0 => simplify_node(-b),
+            (BinOp::Sub, a, Expr::Num(0.0)) => a,
+            (BinOp::Sub, Expr::Num(0.0), b) => simplify_node(-b),
             (BinOp::Div, Expr::Num(x), Expr::Num(y)) => num(x / y),
-            (BinOp::Div, a, Expr::Num(o)) if o == 1.0 => a,
-            (BinOp::Div, Expr::Num(z), _) if z == 0.0 => num(0.0),
+            (BinOp::Div, a, Expr::Num(1.0)) => a,
+            (BinOp::Div, Expr::Num(0.0), _) => num(0.0),
             (BinOp::Pow, Expr::Num(x), Expr::Num(y)) => num(x.powf(y)),
-            (BinOp::Pow, a, Expr::Num(o)) if o == 1.0 => a,
-            (BinOp::Pow, _, Expr::Num(z)) if z == 0.0 => num(1.0),
+            (BinOp::Pow, a, Expr::Num(1.0)) => a,
+            (BinOp::Pow, _, Expr::Num(0.0)) => num(1.0),
             (op, a, b) => bin(op, a, b),
         },
         Expr::Nary(NaryOp::Add, args) => {
@@ -306,7 +306,7 @@ fn simplify_node(e: Expr) -> Expr {
             let mut otherwise = *otherwise;
             for (v, c) in pieces {
                 match c {
-                    Expr::Num(b) if b == 0.0 => continue,
+                    Expr::Num(0.0) => continue,
                     // A constant true condition ends the list: later pieces
                     // can never be chosen.
                     Expr::Num(_) => {
