@@ -10,11 +10,7 @@ use vht_ir::{Expr, Model, Role, SymbolKind};
 use vht_sim::{Column, Simulator, TimeCourse, Trajectory};
 
 #[derive(Parser)]
-#[command(
-    name = "vht",
-    version,
-    about = "OpenVHT: simulate, personalise and trial virtual human twins"
-)]
+#[command(name = "vht", version, about = "OpenVHT: simulate, personalise and trial virtual human twins")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +38,9 @@ struct SimulateArgs {
     /// Comma-separated ids to report (default: every species, then every non-constant parameter and compartment).
     #[arg(long, value_delimiter = ',')]
     select: Vec<String>,
+    /// Parameter values to use instead of the model's, e.g. `--set k1=0.5,V=2`.
+    #[arg(long, value_delimiter = ',', value_name = "ID=VALUE")]
+    set: Vec<String>,
     /// Report species as amounts.
     #[arg(long, conflicts_with = "concentrations")]
     amounts: bool,
@@ -112,13 +111,11 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         eprintln!("warning: {d}");
     }
     let columns = select_columns(&model, &a)?;
-    let backend = if a.interpret {
-        vht_codegen::Backend::Interpreter
-    } else {
-        vht_codegen::Backend::Jit
-    };
-    let sim = Simulator::new(model, &vht_codegen::Options { backend })
-        .with_context(|| format!("{}", a.model.display()))?;
+    let overrides = parse_overrides(&model, &a)?;
+    let backend = if a.interpret { vht_codegen::Backend::Interpreter } else { vht_codegen::Backend::Jit };
+    let sim =
+        Simulator::new(model, &vht_codegen::Options { backend }).with_context(|| format!("{}", a.model.display()))?;
+    let outputs = sim.outputs(&columns)?;
     let load_time = t_load.elapsed();
     let tc = TimeCourse {
         start: a.start,
@@ -129,22 +126,16 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         ..TimeCourse::default()
     };
     let t_sim = Instant::now();
-    let traj = vht_sim::simulate(&sim, &tc, &columns, &[])
-        .with_context(|| format!("{}", a.model.display()))?;
+    let traj = vht_sim::simulate(&sim, &tc, &outputs, &overrides).with_context(|| format!("{}", a.model.display()))?;
     let sim_time = t_sim.elapsed();
     match &a.out {
         Some(path) => {
             let sep = match path.extension().and_then(|e| e.to_str()) {
                 Some("csv") => ',',
                 Some("tsv") | Some("txt") => '\t',
-                other => bail!(
-                    "--out {}: unknown format {:?} (use .csv or .tsv)",
-                    path.display(),
-                    other.unwrap_or("")
-                ),
+                other => bail!("--out {}: unknown format {:?} (use .csv or .tsv)", path.display(), other.unwrap_or("")),
             };
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
             write_table(&mut std::io::BufWriter::new(file), &traj, sep)?;
         }
         None => write_table(&mut std::io::stdout().lock(), &traj, ',')?,
@@ -179,10 +170,7 @@ fn select_columns(model: &Model, a: &SimulateArgs) -> Result<Vec<Column>> {
             .select
             .iter()
             .map(|id| match model.lookup(id) {
-                Some(s) => Ok(Column {
-                    name: id.clone(),
-                    expr: species_expr(s),
-                }),
+                Some(s) => Ok(Column { name: id.clone(), expr: species_expr(s) }),
                 None => bail!(
                     "{}: --select names '{id}', which is not in the model{}",
                     a.model.display(),
@@ -191,40 +179,51 @@ fn select_columns(model: &Model, a: &SimulateArgs) -> Result<Vec<Column>> {
             })
             .collect();
     }
-    let event_targets: Vec<_> = model
-        .events
-        .iter()
-        .flat_map(|e| e.assignments.iter().map(|x| x.target))
-        .collect();
+    let event_targets: Vec<_> = model.events.iter().flat_map(|e| e.assignments.iter().map(|x| x.target)).collect();
     let mut cols: Vec<Column> = model
         .species
         .iter()
-        .map(|v| Column {
-            name: model.name(v.sym).to_string(),
-            expr: species_expr(v.sym),
-        })
+        .map(|v| Column { name: model.name(v.sym).to_string(), expr: species_expr(v.sym) })
         .collect();
     for (i, sym) in model.symbols.iter().enumerate() {
         let s = vht_ir::Sym(i as u32);
         let varies = !matches!(sym.kind, SymbolKind::Parameter) || event_targets.contains(&s);
         if matches!(sym.role, Role::Parameter | Role::Compartment) && varies {
-            cols.push(Column {
-                name: sym.name.clone(),
-                expr: Expr::Sym(s),
-            });
+            cols.push(Column { name: sym.name.clone(), expr: Expr::Sym(s) });
         }
     }
     Ok(cols)
 }
 
+/// `--set id=value` pairs, checked against the model's parameters.
+fn parse_overrides(model: &Model, a: &SimulateArgs) -> Result<Vec<(vht_ir::Sym, f64)>> {
+    let file = a.model.display();
+    a.set
+        .iter()
+        .map(|pair| {
+            let Some((id, value)) = pair.split_once('=') else {
+                bail!("--set '{pair}': expected ID=VALUE");
+            };
+            let (id, value) = (id.trim(), value.trim());
+            let value: f64 =
+                value.parse().map_err(|_| anyhow::anyhow!("--set {id}={value}: '{value}' is not a number"))?;
+            let Some(sym) = model.lookup(id) else {
+                bail!("{file}: --set names '{id}', which is not in the model{}", suggest(model, id));
+            };
+            if !matches!(model.symbol(sym).kind, SymbolKind::Parameter) {
+                bail!(
+                    "{file}: --set '{id}': only constant parameters can be set (rules or reactions determine '{id}')"
+                );
+            }
+            Ok((sym, value))
+        })
+        .collect()
+}
+
 /// " (did you mean 'x'?)" for the closest id, if any is close.
 fn suggest(model: &Model, id: &str) -> String {
-    let best = model
-        .symbols
-        .iter()
-        .filter(|s| !s.name.contains('.'))
-        .map(|s| (edit_distance(&s.name, id), &s.name))
-        .min();
+    let best =
+        model.symbols.iter().filter(|s| !s.name.contains('.')).map(|s| (edit_distance(&s.name, id), &s.name)).min();
     match best {
         Some((d, name)) if d <= 2.max(id.len() / 3) => format!(" (did you mean '{name}'?)"),
         _ => String::new(),
@@ -237,11 +236,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }
@@ -270,34 +265,21 @@ fn conformance(a: ConformanceArgs) -> Result<()> {
         None => None,
         Some(r) => {
             let (lo, hi) = r.split_once('-').unwrap_or((r, r));
-            let parse = |s: &str| {
-                s.trim()
-                    .parse::<u32>()
-                    .with_context(|| format!("--cases {r}: '{s}' is not a case number"))
-            };
+            let parse =
+                |s: &str| s.trim().parse::<u32>().with_context(|| format!("--cases {r}: '{s}' is not a case number"));
             Some((parse(lo)?, parse(hi)?))
         }
     };
     let cases = vht_conformance::discover(&a.suite, range)
         .with_context(|| format!("cannot read the suite folder {}", a.suite.display()))?;
     if cases.is_empty() {
-        bail!(
-            "no cases found in {} (expected NNNNN/ folders)",
-            a.suite.display()
-        );
+        bail!("no cases found in {} (expected NNNNN/ folders)", a.suite.display());
     }
-    let opts = vht_conformance::RunOptions {
-        timeout: std::time::Duration::from_secs_f64(a.timeout),
-    };
+    let opts = vht_conformance::RunOptions { timeout: std::time::Duration::from_secs_f64(a.timeout) };
     let started = Instant::now();
     let quiet = a.quiet;
     let outcomes = vht_conformance::run_all(&cases, &opts, a.jobs, |case, outcome| {
-        if !quiet
-            || !matches!(
-                outcome,
-                vht_conformance::Outcome::Pass | vht_conformance::Outcome::Skipped(_)
-            )
-        {
+        if !quiet || !matches!(outcome, vht_conformance::Outcome::Pass | vht_conformance::Outcome::Skipped(_)) {
             println!("{} {} {}", case.id, outcome.label(), outcome.detail());
         }
     });

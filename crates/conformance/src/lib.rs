@@ -291,7 +291,11 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
         deadline: Some(Instant::now() + opts.timeout),
         seed: 1,
     };
-    let traj = match vht_sim::simulate(&sim, &tc, &columns, &[]) {
+    let outputs = match sim.outputs(&columns) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Error(e.to_string()),
+    };
+    let traj = match vht_sim::simulate(&sim, &tc, &outputs, &[]) {
         Ok(t) => t,
         Err(vht_sim::SimError::Timeout { .. }) => return Outcome::Timeout,
         Err(e) => return Outcome::Error(e.to_string()),

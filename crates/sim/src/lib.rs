@@ -29,6 +29,6 @@ mod newton;
 mod run;
 mod simulator;
 
-pub use run::{simulate, Column, SimError, TimeCourse, Trajectory};
+pub use run::{simulate, Column, Outputs, SimError, TimeCourse, Trajectory};
 pub use simulator::{BuildError, Simulator};
 pub use vht_solver::Stats;

@@ -43,6 +43,12 @@ impl Default for TimeCourse {
     }
 }
 
+/// Output columns compiled once for a simulator: every run of a cohort reuses them.
+pub struct Outputs {
+    pub names: Vec<String>,
+    pub(crate) function: Function,
+}
+
 /// One output column: a name and the expression it reports.
 #[derive(Clone, Debug)]
 pub struct Column {
@@ -95,7 +101,7 @@ pub enum SimError {
 pub fn simulate(
     sim: &Simulator,
     tc: &TimeCourse,
-    columns: &[Column],
+    outputs: &Outputs,
     overrides: &[(Sym, f64)],
 ) -> Result<Trajectory, SimError> {
     if !(tc.points >= 2 && tc.end > tc.start && tc.start.is_finite() && tc.end.is_finite()) {
@@ -106,14 +112,8 @@ pub fn simulate(
             ),
         });
     }
-    let exprs: Vec<Expr> = columns.iter().map(|c| c.expr.clone()).collect();
-    let out_fn = vht_codegen::compile_exprs(
-        &sim.model,
-        &sim.code.layout,
-        &exprs,
-        &vht_codegen::Options { backend: vht_codegen::Backend::Interpreter },
-    )
-    .map_err(|e| SimError::Columns(e.to_string()))?;
+    let out_fn = &outputs.function;
+    let columns = &outputs.names;
     let run = Run::new(sim, tc, overrides)?;
     run.go(tc, columns, &out_fn)
 }
@@ -137,6 +137,8 @@ struct Run<'s> {
     vals0: Vec<f64>,
     delays: Vec<Expr>,
     scratch: RefCell<Scratch>,
+    /// The full y for root and trigger evaluations.
+    y_roots: RefCell<Vec<f64>>,
 }
 
 struct Scratch {
@@ -183,6 +185,7 @@ impl<'s> Run<'s> {
             now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y() + sim.code.layout.p.len()])),
             vals0: vals,
             delays: vht_codegen::model_delays(model),
+            y_roots: RefCell::new(vec![0.0; sim.n_y()]),
             scratch: RefCell::new(Scratch { y: vec![0.0; sim.n_y()], f: vec![0.0; sim.n_y()], jac: vec![0.0; n_jac] }),
         };
         Ok(run)
@@ -286,7 +289,7 @@ impl<'s> Run<'s> {
         self.history.borrow_mut().push(t, &yp, &f);
     }
 
-    fn go(&self, tc: &TimeCourse, columns: &[Column], out_fn: &Function) -> Result<Trajectory, SimError> {
+    fn go(&self, tc: &TimeCourse, columns: &[String], out_fn: &Function) -> Result<Trajectory, SimError> {
         let sim = self.sim;
         let n_y = sim.n_y();
         let ncol = columns.len();
@@ -353,9 +356,6 @@ impl<'s> Run<'s> {
                     return Err(SimError::Algebraic { t });
                 }
                 let outcome = outcome?;
-                if std::env::var_os("VHT_TRACE").is_some() {
-                    eprintln!("{outcome:?}");
-                }
                 // Where (if anywhere) in this step events need handling.
                 // Where (if anywhere) in this step events need handling. The
                 // root finder's answer is a hint: diffsol stops at any root
@@ -448,7 +448,7 @@ impl<'s> Run<'s> {
             stats += it.stats();
             Ok(stats)
         })??;
-        Ok(Trajectory { names: columns.iter().map(|c| c.name.clone()).collect(), times, values, stats })
+        Ok(Trajectory { names: columns.to_vec(), times, values, stats })
     }
 
     /// Evaluates the triggers at `(t, x)`; true if any differs from its
@@ -457,13 +457,10 @@ impl<'s> Run<'s> {
         if self.sim.model.events.is_empty() {
             return false;
         }
-        let mut y = vec![0.0; self.sim.n_y()];
+        let mut y = self.y_roots.borrow_mut();
         self.full_y(t, x, &mut y);
         let p = self.p.borrow();
         self.sim.triggers.eval(t, &y, &p, trig, self);
-        if std::env::var_os("VHT_TRACE").is_some() {
-            eprintln!("trig t={t} {trig:?} prev={:?} p={:?}", queue.prev, p);
-        }
         trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before)
     }
 
@@ -594,7 +591,7 @@ impl System for Run<'_> {
     }
 
     fn roots(&self, t: f64, x: &[f64], g: &mut [f64]) {
-        let mut y = vec![0.0; self.sim.n_y()];
+        let mut y = self.y_roots.borrow_mut();
         self.full_y(t, x, &mut y);
         let p = self.p.borrow();
         self.sim.roots.eval(t, &y, &p, g, self);

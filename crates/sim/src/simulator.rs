@@ -29,6 +29,7 @@ pub struct Simulator {
     /// Jacobian entries (pattern index, row - n_ode, col - n_ode) in the algebraic block.
     pub(crate) jac_alg: Vec<(usize, usize, usize)>,
     pub(crate) has_delays: bool,
+    options: Options,
 }
 
 impl Simulator {
@@ -70,7 +71,27 @@ impl Simulator {
             }
             d
         };
-        Ok(Simulator { model, code, n_ode, n_alg, roots, triggers, init_order, jac_ode, jac_alg, has_delays })
+        Ok(Simulator {
+            model,
+            code,
+            n_ode,
+            n_alg,
+            roots,
+            triggers,
+            init_order,
+            jac_ode,
+            jac_alg,
+            has_delays,
+            options: options.clone(),
+        })
+    }
+
+    /// Compiles output columns once; every run that reports them reuses the result.
+    pub fn outputs(&self, columns: &[crate::Column]) -> Result<crate::Outputs, crate::SimError> {
+        let exprs: Vec<Expr> = columns.iter().map(|c| c.expr.clone()).collect();
+        let function = compile_exprs(&self.model, &self.code.layout, &exprs, &self.options)
+            .map_err(|e| crate::SimError::Columns(e.to_string()))?;
+        Ok(crate::Outputs { names: columns.iter().map(|c| c.name.clone()).collect(), function })
     }
 
     pub fn slot(&self, s: Sym) -> Slot {

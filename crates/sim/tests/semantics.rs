@@ -25,13 +25,13 @@ fn exponential_decay_matches_the_exact_solution() {
     let (m, k, _) = decay();
     let cols = vec![col(&m, "x")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
-    let traj = simulate(&sim, &tc(10.0, 11), &cols, &[]).unwrap();
+    let traj = simulate(&sim, &tc(10.0, 11), &sim.outputs(&cols).unwrap(), &[]).unwrap();
     for (i, &t) in traj.times.iter().enumerate() {
         let exact = 2.0 * (-0.5 * t).exp();
         assert!((traj.row(i)[0] - exact).abs() < 1e-8 * exact.max(1e-3), "t={t}: {}", traj.row(i)[0]);
     }
     // A parameter override changes the run, not the compiled model.
-    let traj = simulate(&sim, &tc(10.0, 11), &cols, &[(k, 1.0)]).unwrap();
+    let traj = simulate(&sim, &tc(10.0, 11), &sim.outputs(&cols).unwrap(), &[(k, 1.0)]).unwrap();
     assert!((traj.row(10)[0] - 2.0 * (-10.0f64).exp()).abs() < 1e-9);
 }
 
@@ -51,7 +51,7 @@ fn delayed_event_resets_state_and_output_at_event_time_is_post_event() {
     });
     let cols = vec![col(&m, "x")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
-    let traj = simulate(&sim, &tc(5.0, 501), &cols, &[]).unwrap();
+    let traj = simulate(&sim, &tc(5.0, 501), &sim.outputs(&cols).unwrap(), &[]).unwrap();
     // x falls below 1 after 2 ln 2, the refill comes 1 later: a period of 2 ln 2 + 1.
     let period = 2.0 * 2f64.ln() + 1.0;
     for (i, &t) in traj.times.iter().enumerate() {
@@ -69,7 +69,7 @@ fn algebraic_unknown_follows_its_constraint() {
     m.algebraic.push(Expr::bin(BinOp::Pow, Expr::Sym(z), Expr::Num(2.0)) - Expr::Sym(x));
     let cols = vec![col(&m, "z")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
-    let traj = simulate(&sim, &tc(4.0, 5), &cols, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let traj = simulate(&sim, &tc(4.0, 5), &sim.outputs(&cols).unwrap(), &[]).unwrap_or_else(|e| panic!("{e}"));
     for (i, &t) in traj.times.iter().enumerate() {
         let exact = (2.0 * (-0.5 * t).exp()).sqrt();
         assert!((traj.row(i)[0] - exact).abs() < 1e-7, "t={t}: {}", traj.row(i)[0]);
@@ -85,7 +85,7 @@ fn delay_differential_equation_uses_the_history() {
         SymbolKind::State { rate: -Expr::Delay(Box::new(Expr::Sym(x)), Box::new(Expr::Num(1.0))) };
     let cols = vec![col(&m, "x")];
     let sim = Simulator::new(m, &Options::default()).unwrap();
-    let traj = simulate(&sim, &tc(2.0, 21), &cols, &[]).unwrap();
+    let traj = simulate(&sim, &tc(2.0, 21), &sim.outputs(&cols).unwrap(), &[]).unwrap();
     for (i, &t) in traj.times.iter().enumerate() {
         let exact = if t <= 1.0 { 1.0 - t } else { 1.0 - t + (t - 1.0).powi(2) / 2.0 };
         assert!((traj.row(i)[0] - exact).abs() < 1e-5, "t={t}: {} vs {exact}", traj.row(i)[0]);
