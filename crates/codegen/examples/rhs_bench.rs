@@ -41,9 +41,16 @@ fn main() {
     println!(
         "mass-action model: {n} states, {} reactions, seed {seed} ({})",
         2 * n,
-        if cfg!(debug_assertions) { "debug build: the interpreter's figures are pessimistic" } else { "optimised build" }
+        if cfg!(debug_assertions) {
+            "debug build: the interpreter's figures are pessimistic"
+        } else {
+            "optimised build"
+        }
     );
-    println!("{:<12} {:>12} {:>10} {:>12} {:>14} {:>14}", "backend", "compile ms", "rhs instr", "jac entries", "rhs ns/eval", "jac ns/eval");
+    println!(
+        "{:<12} {:>12} {:>10} {:>12} {:>14} {:>14}",
+        "backend", "compile ms", "rhs instr", "jac entries", "rhs ns/eval", "jac ns/eval"
+    );
     for backend in [Backend::Interpreter, Backend::Jit] {
         let start = Instant::now();
         let cm = match compile(&model, &Options { backend }) {

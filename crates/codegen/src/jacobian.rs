@@ -28,7 +28,8 @@ pub(crate) struct JacobianExprs {
 
 pub(crate) fn jacobian(model: &Model, layout: &Layout, rhs: &[Expr]) -> Result<JacobianExprs, CodegenError> {
     let slots = layout.index(model)?;
-    let col: Vec<Option<usize>> = slots.iter().map(|s| if let Some(Slot::Y(j)) = s { Some(*j) } else { None }).collect();
+    let col: Vec<Option<usize>> =
+        slots.iter().map(|s| if let Some(Slot::Y(j)) = s { Some(*j) } else { None }).collect();
     let mut ext = model.clone();
     // For each symbol: its nonzero derivatives by column, each either the
     // derivative symbol or (when trivial) the derivative itself.

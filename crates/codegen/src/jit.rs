@@ -107,14 +107,15 @@ fn err(function: &str, stage: JitStage, e: impl std::fmt::Display) -> CodegenErr
 /// The byte offset of element `i` of an f64 array, as the 32-bit immediate
 /// loads and stores take.
 fn offset(i: usize, name: &str) -> Result<i32, CodegenError> {
-    i.checked_mul(8)
-        .and_then(|o| i32::try_from(o).ok())
-        .ok_or_else(|| err(name, JitStage::Define, format!("vector index {i} is beyond the 2 GiB a load offset can reach")))
+    i.checked_mul(8).and_then(|o| i32::try_from(o).ok()).ok_or_else(|| {
+        err(name, JitStage::Define, format!("vector index {i} is beyond the 2 GiB a load offset can reach"))
+    })
 }
 
 fn module(name: &str) -> Result<JITModule, CodegenError> {
     let mut flags = settings::builder();
-    let set = |flags: &mut settings::Builder, k: &str, v: &str| flags.set(k, v).map_err(|e| err(name, JitStage::Isa, e));
+    let set =
+        |flags: &mut settings::Builder, k: &str, v: &str| flags.set(k, v).map_err(|e| err(name, JitStage::Isa, e));
     // Same reasons as cranelift-jit's own defaults: calls to host functions
     // may be far away in the address space.
     set(&mut flags, "use_colocated_libcalls", "false")?;
@@ -143,8 +144,8 @@ fn module(name: &str) -> Result<JITModule, CodegenError> {
 const ALL_UN: [UnOp; 34] = {
     use UnOp::*;
     [
-        Neg, Not, Abs, Exp, Ln, Log10, Sqrt, Sin, Cos, Tan, Sec, Csc, Cot, Sinh, Cosh, Tanh, Sech, Csch, Coth, Asin, Acos,
-        Atan, Asec, Acsc, Acot, Asinh, Acosh, Atanh, Asech, Acsch, Acoth, Floor, Ceil, Factorial,
+        Neg, Not, Abs, Exp, Ln, Log10, Sqrt, Sin, Cos, Tan, Sec, Csc, Cot, Sinh, Cosh, Tanh, Sech, Csch, Coth, Asin,
+        Acos, Atan, Asec, Acsc, Acot, Asinh, Acosh, Atanh, Asech, Acsch, Acoth, Floor, Ceil, Factorial,
     ]
 };
 

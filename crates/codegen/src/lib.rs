@@ -110,7 +110,11 @@ impl Layout {
         for (vector, syms) in vectors {
             for (i, s) in syms.iter().enumerate() {
                 let Some(slot) = slots.get_mut(s.index()) else {
-                    return Err(CodegenError::BadLayout { vector, position: i, reason: LayoutProblem::NoSuchSymbol { index: s.0, symbols: n } });
+                    return Err(CodegenError::BadLayout {
+                        vector,
+                        position: i,
+                        reason: LayoutProblem::NoSuchSymbol { index: s.0, symbols: n },
+                    });
                 };
                 if matches!(slot, Some(Slot::Y(_) | Slot::P(_))) {
                     return Err(CodegenError::BadLayout {
@@ -370,7 +374,13 @@ pub fn compile_exprs(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Opti
     build(&env, exprs, &|i| format!("expression {i}"), "expressions", opts)
 }
 
-fn build(env: &Env, exprs: &[Expr], label: &dyn Fn(usize) -> String, name: &str, opts: &Options) -> Result<Function, CodegenError> {
+fn build(
+    env: &Env,
+    exprs: &[Expr],
+    label: &dyn Fn(usize) -> String,
+    name: &str,
+    opts: &Options,
+) -> Result<Function, CodegenError> {
     let tape = tape::lower(env, exprs, label)?;
     let instructions = tape.instrs.len();
     let imp = match opts.backend {

@@ -269,7 +269,10 @@ pub(crate) fn lower(env: &Env, exprs: &[Expr], label: &dyn Fn(usize) -> String) 
         for (i, sym) in env.model.symbols.iter().enumerate() {
             if let SymbolKind::Assigned { expr } = &sym.kind {
                 if let Some(bad) = expr.instant_symbols().iter().find(|d| d.index() >= n_sym) {
-                    return Err(CodegenError::BadReference { index: bad.0, at: format!("assignment of '{}'", env.model.symbols[i].name) });
+                    return Err(CodegenError::BadReference {
+                        index: bad.0,
+                        at: format!("assignment of '{}'", env.model.symbols[i].name),
+                    });
                 }
             }
         }

@@ -148,7 +148,10 @@ fn jacobian_matches_finite_differences() {
             for r in 0..ny {
                 let fd = (fp[r] - fm[r]) / (2.0 * h);
                 let exact = dense[r * ny + c];
-                assert!((fd - exact).abs() <= 1e-6 * (1.0 + exact.abs()), "J[{r}][{c}] at {y:?}: analytic {exact}, differences {fd}");
+                assert!(
+                    (fd - exact).abs() <= 1e-6 * (1.0 + exact.abs()),
+                    "J[{r}][{c}] at {y:?}: analytic {exact}, differences {fd}"
+                );
             }
         }
     }

@@ -19,8 +19,8 @@ impl DelayHost for Host {
 const UN: [UnOp; 34] = {
     use UnOp::*;
     [
-        Neg, Not, Abs, Exp, Ln, Log10, Sqrt, Sin, Cos, Tan, Sec, Csc, Cot, Sinh, Cosh, Tanh, Sech, Csch, Coth, Asin, Acos,
-        Atan, Asec, Acsc, Acot, Asinh, Acosh, Atanh, Asech, Acsch, Acoth, Floor, Ceil, Factorial,
+        Neg, Not, Abs, Exp, Ln, Log10, Sqrt, Sin, Cos, Tan, Sec, Csc, Cot, Sinh, Cosh, Tanh, Sech, Csch, Coth, Asin,
+        Acos, Atan, Asec, Acsc, Acot, Asinh, Acosh, Atanh, Asech, Acsch, Acoth, Floor, Ceil, Factorial,
     ]
 };
 
@@ -73,7 +73,8 @@ fn every_operator_jit_equals_interpreter() {
     let jit = compile_exprs(&m, &layout, &exprs, &Options { backend: Backend::Jit }).unwrap();
     assert_eq!(jit.backend(), Backend::Jit);
 
-    let special = [0.0, -0.0, 1.0, -1.0, 2.0, 3.0, -8.0, 0.5, 170.0, 1e300, -1e-300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+    let special =
+        [0.0, -0.0, 1.0, -1.0, 2.0, 3.0, -8.0, 0.5, 170.0, 1e300, -1e-300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
     let seed = 20261124;
     println!("seed {seed}");
     let mut rng = Rng(seed);

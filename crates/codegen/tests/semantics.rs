@@ -22,7 +22,8 @@ fn check(cases: &[(Expr, f64)]) {
         f.eval(0.0, &[], &[], &mut out, &NoDelays);
         for (i, (e, want)) in cases.iter().enumerate() {
             let got = out[i];
-            let ok = if want.is_nan() { got.is_nan() } else { got == *want || (got - want).abs() <= 1e-15 * want.abs() };
+            let ok =
+                if want.is_nan() { got.is_nan() } else { got == *want || (got - want).abs() <= 1e-15 * want.abs() };
             assert!(ok, "{backend:?}: {e:?} = {got}, expected {want}");
         }
     }
@@ -224,8 +225,9 @@ fn errors_name_what_is_wrong() {
     expect_test::expect!["expression 0 reads 'x', which has no place in the layout (not in y, not in p, not assigned)"]
         .assert_eq(&err.to_string());
 
-    let err = compile_exprs(&m, &Layout::of(&m), &[Expr::Delay(Box::new(s(x)), Box::new(num(1.0)))], &Options::default())
-        .unwrap_err();
+    let err =
+        compile_exprs(&m, &Layout::of(&m), &[Expr::Delay(Box::new(s(x)), Box::new(num(1.0)))], &Options::default())
+            .unwrap_err();
     assert_eq!(err, CodegenError::UnknownDelay { at: "expression 0".into() });
 
     let err = compile_exprs(&m, &Layout::of(&m), &[Expr::Sym(vht_ir::Sym(9))], &Options::default()).unwrap_err();
@@ -240,7 +242,8 @@ fn errors_name_what_is_wrong() {
     m.symbols[a.index()].kind = SymbolKind::Assigned { expr: s(b) };
     set_rate(&mut m, x, s(a));
     let err = compile(&m, &Options::default()).unwrap_err();
-    expect_test::expect!["the model is not well formed: assignments form a cycle: a -> b -> a"].assert_eq(&err.to_string());
+    expect_test::expect!["the model is not well formed: assignments form a cycle: a -> b -> a"]
+        .assert_eq(&err.to_string());
 }
 
 /// A host that answers delays the way the simulator will: by evaluating the

@@ -38,7 +38,10 @@ fn suite_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(d));
     }
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sbml-test-suite/semantic");
-    let found = [Path::new("/work/shared/sbml-test-suite/semantic"), beside.as_path()].into_iter().find(|d| d.is_dir()).map(Path::to_path_buf);
+    let found = [Path::new("/work/shared/sbml-test-suite/semantic"), beside.as_path()]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .map(Path::to_path_buf);
     found
 }
 
@@ -89,7 +92,8 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 }
 
 fn check_case(dir: &Path, case: &str) -> Result<(), Failed> {
-    let Some(path) = LEVELS.iter().map(|l| dir.join(case).join(format!("{case}-sbml-{l}.xml"))).find(|p| p.is_file()) else {
+    let Some(path) = LEVELS.iter().map(|l| dir.join(case).join(format!("{case}-sbml-{l}.xml"))).find(|p| p.is_file())
+    else {
         NOT_LOADED.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     };

@@ -48,10 +48,9 @@ fn d(e: &Expr, x: Sym) -> Expr {
         }
         Expr::Bin(op, a, b) => d_bin(*op, a, b, x),
         Expr::Nary(op, args) => d_nary(*op, args, x),
-        Expr::Piecewise(pieces, otherwise) => Expr::Piecewise(
-            pieces.iter().map(|(v, c)| (d(v, x), c.clone())).collect(),
-            Box::new(d(otherwise, x)),
-        ),
+        Expr::Piecewise(pieces, otherwise) => {
+            Expr::Piecewise(pieces.iter().map(|(v, c)| (d(v, x), c.clone())).collect(), Box::new(d(otherwise, x)))
+        }
     }
 }
 
@@ -161,14 +160,9 @@ fn d_bin(op: BinOp, a: &Expr, b: &Expr, x: Sym) -> Expr {
                 da() - bin(BinOp::Quotient, a.clone(), b.clone()) * db
             }
         }
-        BinOp::Quotient
-        | BinOp::Eq
-        | BinOp::Neq
-        | BinOp::Lt
-        | BinOp::Le
-        | BinOp::Gt
-        | BinOp::Ge
-        | BinOp::Implies => num(0.0),
+        BinOp::Quotient | BinOp::Eq | BinOp::Neq | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Implies => {
+            num(0.0)
+        }
     }
 }
 

@@ -55,7 +55,8 @@ pub fn mass_action(n: usize, seed: u64) -> Model {
         let b = rng.below(n);
         let c = rng.below(n);
         // Reaction: a (+ b if bimolecular) -> c.
-        let flux = if r % 2 == 0 { s(k) * s(xs[a]) } else { Expr::Nary(vht_ir::NaryOp::Mul, vec![s(k), s(xs[a]), s(xs[b])]) };
+        let flux =
+            if r % 2 == 0 { s(k) * s(xs[a]) } else { Expr::Nary(vht_ir::NaryOp::Mul, vec![s(k), s(xs[a]), s(xs[b])]) };
         let v = assigned(&mut m, &format!("v{r}"), flux);
         rates[a].push(-s(v));
         if r % 2 == 1 {
