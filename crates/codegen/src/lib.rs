@@ -12,6 +12,26 @@
 //! fixed by [`Layout`], and the history needed by `delay` comes from the
 //! caller through [`DelayHost`].
 //!
+//! Design, in short:
+//! - *One semantics.* What each operator computes is `vht_ir::eval`. The
+//!   interpreter calls it; the JIT emits native instructions only where they
+//!   are IEEE-exact (arithmetic, sqrt, floor, ceil, compares, select) and
+//!   calls the same Rust functions otherwise, so both backends agree to the
+//!   bit (tests compare every operator on special values, and every SBML
+//!   Test Suite model against the tree-walking evaluator).
+//! - *Piecewise* lowers to selects: every branch is computed, only the chosen
+//!   value is kept, so a NaN in an unchosen branch never leaks.
+//! - *Jacobian.* Symbolic (`vht_ir::derivative`), through assigned symbols by
+//!   the chain rule in dependency order (one derivative symbol per rule and
+//!   column, not inlining), so a rule read by many rates is differentiated
+//!   once; the tape's sharing computes it once per evaluation.
+//! - *Threads.* Functions are immutable after compilation; evaluation uses a
+//!   thread-local stack of scratch buffers (re-entrant: a `DelayHost` may
+//!   evaluate functions), so `eval` allocates nothing after warm-up.
+//! - *Big models.* The JIT cuts tapes into chunks of 1024 instructions
+//!   compiled as separate functions, because Cranelift's compile time grows
+//!   quadratically with one straight-line function.
+//!
 //! ```
 //! use vht_ir::{Expr, Model, Role, SymbolKind};
 //! use vht_codegen::{compile, NoDelays, Options};
@@ -130,7 +150,7 @@ impl Layout {
             return Err(CodegenError::BadLayout {
                 vector: "y",
                 position: self.n_ode,
-                reason: LayoutProblem::NodeBeyondEnd { n_ode: self.n_ode, len: self.y.len() },
+                reason: LayoutProblem::TooManyStates { n_ode: self.n_ode, len: self.y.len() },
             });
         }
         Ok(slots)
@@ -176,7 +196,7 @@ pub enum LayoutProblem {
     #[error("'{symbol}' appears more than once")]
     Duplicate { symbol: String },
     #[error("n_ode = {n_ode} but y has only {len} entries")]
-    NodeBeyondEnd { n_ode: usize, len: usize },
+    TooManyStates { n_ode: usize, len: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
