@@ -145,6 +145,10 @@ struct Scratch {
     y: Vec<f64>,
     f: Vec<f64>,
     jac: Vec<f64>,
+    /// The point `(t, x)` the values in `jac` belong to: diffsol assembles a
+    /// Jacobian from several Jacobian-vector products at one point, and the
+    /// analytic values are computed once for all of them.
+    jac_at: Option<(f64, Vec<f64>)>,
 }
 
 /// Index of the dummy state a model with no ODE states integrates (so that
@@ -186,7 +190,12 @@ impl<'s> Run<'s> {
             vals0: vals,
             delays: vht_codegen::model_delays(model),
             y_roots: RefCell::new(vec![0.0; sim.n_y()]),
-            scratch: RefCell::new(Scratch { y: vec![0.0; sim.n_y()], f: vec![0.0; sim.n_y()], jac: vec![0.0; n_jac] }),
+            scratch: RefCell::new(Scratch {
+                y: vec![0.0; sim.n_y()],
+                f: vec![0.0; sim.n_y()],
+                jac: vec![0.0; n_jac],
+                jac_at: None,
+            }),
         };
         Ok(run)
     }
@@ -330,7 +339,7 @@ impl<'s> Run<'s> {
             next_out += 1;
         }
 
-        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, h0: None };
+        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, ..Options::default() };
         let x_start = x.clone();
         let stats = vht_solver::integrate(self, t0, &x_start, &options, |it| -> Result<Stats, SimError> {
             let mut stop_at: Option<f64> = None;
@@ -516,6 +525,8 @@ impl<'s> Run<'s> {
                 Some(v) => v,
                 None => ev.assignments.iter().map(|a| eval(&a.value, &env)).collect(),
             };
+            // Parameters change: Jacobian values at an unchanged point are stale.
+            self.scratch.borrow_mut().jac_at = None;
             let mut p = self.p.borrow_mut();
             let mut z = self.z.borrow_mut();
             for (a, v) in ev.assignments.iter().zip(new_values) {
@@ -577,9 +588,19 @@ impl System for Run<'_> {
             return;
         }
         let mut s = self.scratch.borrow_mut();
-        let Scratch { jac, .. } = &mut *s;
-        let p = self.p.borrow();
-        self.sim.code.jac.eval(t, x, &p, jac, self);
+        let Scratch { jac, jac_at, .. } = &mut *s;
+        let fresh = matches!(jac_at, Some((tj, xj)) if *tj == t && xj.as_slice() == x);
+        if !fresh {
+            let p = self.p.borrow();
+            self.sim.code.jac.eval(t, x, &p, jac, self);
+            match jac_at {
+                Some((tj, xj)) => {
+                    *tj = t;
+                    xj.copy_from_slice(x);
+                }
+                None => *jac_at = Some((t, x.to_vec())),
+            }
+        }
         out.iter_mut().for_each(|o| *o = 0.0);
         for &(k, r, c) in &self.sim.jac_ode {
             out[r] += jac[k] * v[c];

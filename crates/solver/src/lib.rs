@@ -56,11 +56,22 @@ pub struct Options {
     pub max_steps: usize,
     /// First step size; `None` lets the integrator choose.
     pub h0: Option<f64>,
+    pub linear_solver: LinearSolver,
+}
+
+/// How the Newton systems of the implicit method are solved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearSolver {
+    /// Dense LU for small systems, sparse LU above [`SPARSE_FROM`] states.
+    #[default]
+    Auto,
+    Dense,
+    Sparse,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rtol: 1e-6, atol: 1e-12, max_steps: 500_000, h0: None }
+        Options { rtol: 1e-6, atol: 1e-12, max_steps: 500_000, h0: None, linear_solver: LinearSolver::Auto }
     }
 }
 
@@ -153,51 +164,98 @@ pub fn integrate<S: System, R>(
     if y0.len() != n {
         return Err(SolveError::Dimension { expected: n, found: y0.len() });
     }
-    let counters = Counters::default();
-    let fail = |e: diffsol::DiffsolError| SolveError::Failed { t: t0, reason: e.to_string() };
-    let mut builder = OdeBuilder::<Mat>::new()
-        .t0(t0)
-        .rtol(options.rtol)
-        .atol([options.atol])
-        .rhs_implicit(
-            |y: &[f64], _p: &[f64], t: f64, dy: &mut [f64]| {
-                counters.rhs.set(counters.rhs.get() + 1);
-                sys.rhs(t, y, dy)
-            },
-            |y: &[f64], _p: &[f64], t: f64, v: &[f64], out: &mut [f64]| {
-                counters.jac.set(counters.jac.get() + 1);
-                sys.jac_mul(t, y, v, out)
-            },
-        )
-        .init(|_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(y0), n)
-        // diffsol needs at least one root function; a constant one never fires.
-        .root(
-            |y: &[f64], _p: &[f64], t: f64, g: &mut [f64]| {
-                if sys.n_roots() == 0 {
-                    g[0] = 1.0
-                } else {
-                    sys.roots(t, y, g)
-                }
-            },
-            sys.n_roots().max(1),
-        );
-    if let Some(h0) = options.h0 {
-        builder = builder.h0(h0);
-    }
-    let problem = builder.build().map_err(fail)?;
-    let solver = problem.bdf::<NalgebraLU<f64>>().map_err(fail)?;
-    let mut it = Bdf {
-        solver,
-        sys,
-        counters: &counters,
-        max_steps: options.max_steps,
-        tmp: vec![0.0; n],
-        _eqn: std::marker::PhantomData,
+    let sparse = match options.linear_solver {
+        LinearSolver::Dense => false,
+        LinearSolver::Sparse => true,
+        LinearSolver::Auto => n > SPARSE_FROM,
     };
-    Ok(body(&mut it))
+    if sparse {
+        integrate_with!(diffsol::FaerSparseMat<f64>, diffsol::FaerSparseLU<f64>, sys, t0, y0, options, body)
+    } else {
+        integrate_with!(NalgebraMat<f64>, NalgebraLU<f64>, sys, t0, y0, options, body)
+    }
 }
 
-type Mat = NalgebraMat<f64>;
+/// Above this many states the Jacobian is stored sparse and factorised by
+/// sparse LU (faer); below, dense LU is faster.
+pub const SPARSE_FROM: usize = 40;
+
+/// The body of [`integrate`] for one matrix type and linear solver: a macro
+/// because diffsol's generic bounds for "any matrix" are long and churn
+/// between versions, while the two concrete instantiations are all we need.
+macro_rules! integrate_with {
+    ($mat:ty, $lu:ty, $sys:expr, $t0:expr, $y0:expr, $options:expr, $body:expr) => {{
+        let (sys, t0, y0, options, body) = ($sys, $t0, $y0, $options, $body);
+        let n = sys.len();
+        let counters = Counters::default();
+        let fail = |e: diffsol::DiffsolError| SolveError::Failed { t: t0, reason: e.to_string() };
+        let mut builder = OdeBuilder::<$mat>::new()
+            .t0(t0)
+            .rtol(options.rtol)
+            .atol([options.atol])
+            .rhs_implicit(
+                |y: &[f64], _p: &[f64], t: f64, dy: &mut [f64]| {
+                    counters.rhs.set(counters.rhs.get() + 1);
+                    sys.rhs(t, y, dy)
+                },
+                |y: &[f64], _p: &[f64], t: f64, v: &[f64], out: &mut [f64]| {
+                    counters.jac.set(counters.jac.get() + 1);
+                    sys.jac_mul(t, y, v, out)
+                },
+            )
+            .init(|_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(y0), n)
+            // diffsol needs at least one root function; a constant one never fires.
+            .root(
+                |y: &[f64], _p: &[f64], t: f64, g: &mut [f64]| {
+                    if sys.n_roots() == 0 {
+                        g[0] = 1.0
+                    } else {
+                        sys.roots(t, y, g)
+                    }
+                },
+                sys.n_roots().max(1),
+            );
+        if let Some(h0) = options.h0 {
+            builder = builder.h0(h0);
+        }
+        let problem = builder.build().map_err(fail)?;
+        let solver = problem.bdf::<$lu>().map_err(fail)?;
+        let mut it = Bdf {
+            solver,
+            sys,
+            counters: &counters,
+            max_steps: options.max_steps,
+            tmp: vec![0.0; n],
+            _eqn: std::marker::PhantomData,
+        };
+        Ok(body(&mut it))
+    }};
+}
+use integrate_with;
+
+/// Plain slices of diffsol's vectors (the two kinds we instantiate).
+trait Slices {
+    fn slice(&self) -> &[f64];
+    fn slice_mut(&mut self) -> &mut [f64];
+}
+
+impl Slices for diffsol::NalgebraVec<f64> {
+    fn slice(&self) -> &[f64] {
+        self.inner().as_slice()
+    }
+    fn slice_mut(&mut self) -> &mut [f64] {
+        self.inner_mut().as_mut_slice()
+    }
+}
+
+impl Slices for diffsol::FaerVec<f64> {
+    fn slice(&self) -> &[f64] {
+        self.inner().col_as_slice(0)
+    }
+    fn slice_mut(&mut self) -> &mut [f64] {
+        self.inner_mut().col_as_slice_mut(0)
+    }
+}
 
 struct Bdf<'a, 'c, Eqn, M, S> {
     solver: M,
@@ -208,11 +266,10 @@ struct Bdf<'a, 'c, Eqn, M, S> {
     _eqn: std::marker::PhantomData<&'a Eqn>,
 }
 
-type Vec64 = diffsol::NalgebraVec<f64>;
-
 impl<'a, Eqn, M, S> Integrator for Bdf<'a, '_, Eqn, M, S>
 where
-    Eqn: diffsol::OdeEquations<T = f64, V = Vec64> + 'a,
+    Eqn: diffsol::OdeEquations<T = f64> + 'a,
+    Eqn::V: Slices,
     M: OdeSolverMethod<'a, Eqn>,
     S: System,
 {
@@ -221,7 +278,7 @@ where
     }
 
     fn y(&self) -> &[f64] {
-        self.solver.state().y.inner().as_slice()
+        self.solver.state().y.slice()
     }
 
     fn step(&mut self) -> Result<StepOutcome, SolveError> {
@@ -252,7 +309,7 @@ where
 
     fn interpolate(&self, t: f64, out: &mut [f64]) -> Result<(), SolveError> {
         let v = self.solver.interpolate(t).map_err(|e| SolveError::Failed { t, reason: e.to_string() })?;
-        out.copy_from_slice(v.inner().as_slice());
+        out.copy_from_slice(v.slice());
         Ok(())
     }
 
@@ -267,8 +324,8 @@ where
         self.sys.rhs(t, y, &mut self.tmp);
         let state = self.solver.state_mut();
         *state.t = t;
-        state.y.inner_mut().as_mut_slice().copy_from_slice(y);
-        state.dy.inner_mut().as_mut_slice().copy_from_slice(&self.tmp);
+        state.y.slice_mut().copy_from_slice(y);
+        state.dy.slice_mut().copy_from_slice(&self.tmp);
     }
 
     fn stats(&self) -> Stats {
@@ -311,7 +368,13 @@ mod tests {
 
     #[test]
     fn finds_root_of_cosine_and_restarts() {
-        let opts = Options { rtol: 1e-10, atol: 1e-12, ..Options::default() };
+        for linear_solver in [LinearSolver::Dense, LinearSolver::Sparse] {
+            root_and_restart(linear_solver);
+        }
+    }
+
+    fn root_and_restart(linear_solver: LinearSolver) {
+        let opts = Options { rtol: 1e-10, atol: 1e-12, linear_solver, ..Options::default() };
         let (t_root, y_end, stats) = integrate(&Oscillator, 0.0, &[1.0, 0.0], &opts, |it| {
             let t_root = loop {
                 if let StepOutcome::Root { t } = it.step().unwrap() {
