@@ -1,0 +1,286 @@
+//! `vht-bench`: measures OpenVHT on one model, in one process: load+compile,
+//! one time course (median of a few), and one-thread cohort throughput.
+//! Prints JSON; `bench/run` compares it with libroadrunner and COPASI.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use vht_bench::{kinetic_parameters, median, member_factors, species_columns, Json};
+use vht_ir::{Model, Sym, SymbolKind};
+use vht_sim::{Simulator, Stats, TimeCourse, Trajectory};
+
+#[derive(Parser)]
+#[command(
+    name = "vht-bench",
+    version,
+    about = "Time OpenVHT on one SBML model: load+compile, one time course, a cohort"
+)]
+struct Args {
+    /// The SBML file.
+    model: PathBuf,
+    #[arg(long, default_value_t = 1000.0)]
+    end: f64,
+    /// Output rows, including 0 and the end.
+    #[arg(long, default_value_t = 1001)]
+    points: usize,
+    /// Cohort members to simulate (0: none).
+    #[arg(long, default_value_t = 0)]
+    cohort: usize,
+    /// Standard deviation of the log of each kinetic parameter's factor.
+    #[arg(long, default_value_t = 0.1)]
+    sigma: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Parameter values to use instead of the model's (e.g. a stimulus), `--set k1=0.5,V=2`.
+    #[arg(long, value_delimiter = ',', value_name = "ID=VALUE")]
+    set: Vec<String>,
+    #[arg(long, default_value_t = 1e-6)]
+    rtol: f64,
+    #[arg(long, default_value_t = 1e-12)]
+    atol: f64,
+    /// Timed repetitions of the single time course (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Stop the cohort after this many seconds and report the rate of the runs done.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Give up a single run after this many seconds (counted as a failure).
+    #[arg(long, default_value_t = 60.0)]
+    run_timeout: f64,
+    /// Write the single time course here (CSV: time, then one column per species).
+    #[arg(long)]
+    trajectory: Option<PathBuf>,
+    /// Write the cohort's kinetic parameter values here (CSV: member, then one column per parameter id),
+    /// for the other tools to simulate the same members.
+    #[arg(long)]
+    factors_out: Option<PathBuf>,
+    /// How many members to write to `--factors-out` (default: the whole cohort).
+    #[arg(long)]
+    factors_count: Option<usize>,
+    /// Print the report as JSON (the only format; accepted for the documented command line).
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(a: &Args) -> Result<Json> {
+    if a.points < 2 {
+        bail!("--points must be at least 2 (got {})", a.points);
+    }
+    if !(a.end > 0.0) {
+        bail!("--end must be positive (got {})", a.end);
+    }
+    if !(a.rtol > 0.0 && a.atol > 0.0) {
+        bail!("--rtol and --atol must be positive");
+    }
+    // Load+compile: from reading the file to a ready simulator and outputs.
+    let t_load = Instant::now();
+    let (model, _diagnostics) = vht_lower::load(&a.model).with_context(|| format!("{}", a.model.display()))?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let columns = species_columns(&model);
+    let overrides = parse_overrides(&model, a)?;
+    let kinetic = kinetic_parameters(&model, &overrides);
+    let kinetic_names: Vec<String> = kinetic.iter().map(|&(s, _)| model.name(s).to_string()).collect();
+    let n_species = model.species.len();
+    let t_compile = Instant::now();
+    let sim =
+        Simulator::new(model, &vht_codegen::Options::default()).with_context(|| format!("{}", a.model.display()))?;
+    let outputs = sim.outputs(&columns)?;
+    let compile_s = t_compile.elapsed().as_secs_f64();
+    let load_compile_s = t_load.elapsed().as_secs_f64();
+
+    let tc =
+        TimeCourse { start: 0.0, end: a.end, points: a.points, rtol: a.rtol, atol: a.atol, ..TimeCourse::default() };
+    let timeout = Duration::from_secs_f64(a.run_timeout);
+    let with_deadline = || TimeCourse { deadline: Some(Instant::now() + timeout), ..tc.clone() };
+
+    // One time course, repeated: the first run also warms caches.
+    let mut times = Vec::new();
+    let mut first: Option<Trajectory> = None;
+    let mut single_error = None;
+    for _ in 0..a.repeats.max(1) {
+        let tc = with_deadline();
+        let t = Instant::now();
+        let r = vht_sim::simulate(&sim, &tc, &outputs, &overrides);
+        times.push(t.elapsed().as_secs_f64());
+        match r {
+            Ok(traj) => {
+                first.get_or_insert(traj);
+            }
+            Err(e) => {
+                single_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if let (Some(path), Some(traj)) = (&a.trajectory, &first) {
+        write_csv(path, traj)?;
+    }
+
+    // The cohort's parameter values, computed before timing (the other tools
+    // read them from a file before timing too).
+    let k = kinetic.len();
+    let values: Vec<f64> = (0..a.cohort as u64)
+        .flat_map(|m| member_factors(a.seed, m, k, a.sigma).into_iter().zip(&kinetic).map(|(f, &(_, base))| base * f))
+        .collect();
+    if let Some(path) = &a.factors_out {
+        let count = a.factors_count.unwrap_or(a.cohort).min(a.cohort);
+        write_factors(path, &kinetic_names, &values[..count * k], count)?;
+    }
+    // Overrides of a member: its kinetic values (updated in place, no
+    // allocation per member), then the rest of the stimulus.
+    let fixed: Vec<(Sym, f64)> =
+        overrides.iter().copied().filter(|(s, _)| !kinetic.iter().any(|(ks, _)| ks == s)).collect();
+    let mut member: Vec<(Sym, f64)> = kinetic.iter().copied().chain(fixed).collect();
+    let mut done = 0usize;
+    let mut failures = 0usize;
+    let mut first_error = None;
+    let mut total = Stats::default();
+    let budget = a.budget.map(Duration::from_secs_f64);
+    let t_cohort = Instant::now();
+    for m in 0..a.cohort {
+        for (j, slot) in member[..k].iter_mut().enumerate() {
+            slot.1 = values[m * k + j];
+        }
+        match vht_sim::simulate(&sim, &with_deadline(), &outputs, &member) {
+            Ok(traj) => total += traj.stats,
+            Err(e) => {
+                failures += 1;
+                first_error.get_or_insert_with(|| format!("member {m}: {e}"));
+            }
+        }
+        done += 1;
+        if budget.is_some_and(|b| t_cohort.elapsed() > b) {
+            break;
+        }
+    }
+    let cohort_s = t_cohort.elapsed().as_secs_f64();
+
+    let stats = first.as_ref().map_or(Json::Null, |t| stats_json(&t.stats, 1));
+    Ok(Json::obj([
+        ("tool", Json::Str("vht".into())),
+        ("model", Json::Str(a.model.display().to_string())),
+        ("n_species", Json::Num(n_species as f64)),
+        ("n_states", Json::Num(sim.n_y() as f64)),
+        ("columns", Json::Arr(outputs.names.iter().map(|n| Json::Str(n.clone())).collect())),
+        ("kinetic", Json::Arr(kinetic_names.iter().map(|n| Json::Str(n.clone())).collect())),
+        ("end", Json::Num(a.end)),
+        ("points", Json::Num(a.points as f64)),
+        ("rtol", Json::Num(a.rtol)),
+        ("atol", Json::Num(a.atol)),
+        ("load_s", Json::Num(load_s)),
+        ("compile_s", Json::Num(compile_s)),
+        ("load_compile_s", Json::Num(load_compile_s)),
+        (
+            "single",
+            Json::obj([
+                ("median_s", Json::Num(median(&times))),
+                ("times_s", Json::Arr(times.iter().map(|&t| Json::Num(t)).collect())),
+                ("error", single_error.map_or(Json::Null, Json::Str)),
+                ("stats", stats),
+            ]),
+        ),
+        (
+            "cohort",
+            Json::obj([
+                ("requested", Json::Num(a.cohort as f64)),
+                ("done", Json::Num(done as f64)),
+                ("failures", Json::Num(failures as f64)),
+                ("first_error", first_error.map_or(Json::Null, Json::Str)),
+                ("seconds", Json::Num(cohort_s)),
+                ("sims_per_s", Json::Num(if cohort_s > 0.0 { done as f64 / cohort_s } else { f64::NAN })),
+                ("mean_stats", stats_json(&total, (done - failures).max(1))),
+                ("seed", Json::Num(a.seed as f64)),
+                ("sigma", Json::Num(a.sigma)),
+            ]),
+        ),
+    ]))
+}
+
+fn stats_json(s: &Stats, per: usize) -> Json {
+    let per = per as f64;
+    Json::obj([
+        ("steps", Json::Num(s.steps as f64 / per)),
+        ("rhs_evals", Json::Num(s.rhs_evals as f64 / per)),
+        ("jac_mul_evals", Json::Num(s.jac_mul_evals as f64 / per)),
+        ("lu_factorisations", Json::Num(s.lu_factorisations as f64 / per)),
+        ("error_test_failures", Json::Num(s.error_test_failures as f64 / per)),
+        ("newton_failures", Json::Num(s.newton_failures as f64 / per)),
+    ])
+}
+
+/// `--set id=value` pairs, checked against the model's parameters.
+fn parse_overrides(model: &Model, a: &Args) -> Result<Vec<(Sym, f64)>> {
+    let file = a.model.display();
+    a.set
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let Some((id, value)) = pair.split_once('=') else {
+                bail!("--set '{pair}': expected ID=VALUE");
+            };
+            let (id, value) = (id.trim(), value.trim());
+            let value: f64 = value.parse().with_context(|| format!("--set {id}={value}: not a number"))?;
+            let Some(sym) = model.lookup(id) else {
+                bail!("{file}: --set names '{id}', which is not in the model");
+            };
+            if !matches!(model.symbol(sym).kind, SymbolKind::Parameter) {
+                bail!("{file}: --set '{id}': only constant parameters can be set");
+            }
+            Ok((sym, value))
+        })
+        .collect()
+}
+
+fn write_csv(path: &PathBuf, traj: &Trajectory) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    write!(w, "time")?;
+    for n in &traj.names {
+        write!(w, ",{n}")?;
+    }
+    writeln!(w)?;
+    for (i, t) in traj.times.iter().enumerate() {
+        write!(w, "{t:?}")?;
+        for v in traj.row(i) {
+            write!(w, ",{v:?}")?;
+        }
+        writeln!(w)?;
+    }
+    w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn write_factors(path: &PathBuf, names: &[String], values: &[f64], count: usize) -> Result<()> {
+    let k = names.len();
+    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    write!(w, "member")?;
+    for n in names {
+        write!(w, ",{n}")?;
+    }
+    writeln!(w)?;
+    for m in 0..count {
+        write!(w, "{m}")?;
+        for v in &values[m * k..(m + 1) * k] {
+            // Debug formatting round-trips an f64 exactly.
+            write!(w, ",{v:?}")?;
+        }
+        writeln!(w)?;
+    }
+    w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
