@@ -22,6 +22,7 @@
 
 pub mod comp;
 mod infix;
+mod lines;
 mod math;
 mod model;
 mod read;

@@ -77,7 +77,15 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
         }
     };
     let core_ns = root.tag_name().namespace().map(str::to_string);
-    let mut r = Reader { xdoc: &xdoc, file, level, version, core_ns, diags };
+    let mut r = Reader {
+        xdoc: &xdoc,
+        lines: crate::lines::LineIndex::new(xdoc.input_text()),
+        file,
+        level,
+        version,
+        core_ns,
+        diags,
+    };
     let model_node = r.child(root, "model").ok_or_else(|| Error::NoModel { file: file.to_string() })?;
     let model = r.model(model_node)?;
     let diags = r.diags;
@@ -99,6 +107,7 @@ fn package_of(uri: &str) -> Option<&str> {
 
 struct Reader<'a, 'input> {
     xdoc: &'a roxmltree::Document<'input>,
+    lines: crate::lines::LineIndex,
     file: &'a str,
     level: u32,
     version: u32,
@@ -110,7 +119,7 @@ type N<'a, 'i> = Node<'a, 'i>;
 
 impl<'a, 'i> Reader<'a, 'i> {
     fn line(&self, n: N) -> u32 {
-        self.xdoc.text_pos_at(n.range().start).row
+        self.lines.line(n.range().start)
     }
 
     fn warn(&mut self, n: N, message: String) {
@@ -190,10 +199,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             None => {
                 if self.level == 3 {
                     let id = n.attribute("id").map(|i| format!(" '{i}'")).unwrap_or_default();
-                    self.warn(
-                        n,
-                        format!("<{}>{id} has no '{attr}' attribute; using {default}", n.tag_name().name()),
-                    );
+                    self.warn(n, format!("<{}>{id} has no '{attr}' attribute; using {default}", n.tag_name().name()));
                 }
                 Ok(default)
             }
@@ -379,11 +385,8 @@ impl<'a, 'i> Reader<'a, 'i> {
 
     fn species_ref(&mut self, n: N<'a, 'i>) -> Result<SpeciesReference, Error> {
         let line = self.line(n);
-        let species = if self.level == 1 && n.has_attribute("specie") {
-            self.req(n, "specie")?
-        } else {
-            self.req(n, "species")?
-        };
+        let species =
+            if self.level == 1 && n.has_attribute("specie") { self.req(n, "specie")? } else { self.req(n, "species")? };
         let id = if self.level >= 2 { Self::opt_str(n, "id") } else { None };
         let mut stoichiometry = self.num(n, "stoichiometry")?;
         let mut stoichiometry_math = None;
@@ -433,11 +436,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             None => None,
             Some(k) => {
                 let kline = self.line(k);
-                let math = if self.level == 1 {
-                    Some(self.formula(k, "formula")?)
-                } else {
-                    self.math_child(k)?
-                };
+                let math = if self.level == 1 { Some(self.formula(k, "formula")?) } else { self.math_child(k)? };
                 let mut local_parameters = Vec::new();
                 for p in self.list(k, "listOfParameters", &["parameter"]) {
                     local_parameters.push(self.parameter(p, false)?);
@@ -643,8 +642,9 @@ impl<'a, 'i> Reader<'a, 'i> {
                 Some(other) => return Err(self.math_err(head, format!("csymbol '{other}' cannot be applied"))),
                 None => return Err(self.math_err(head, "has an unknown definitionURL")),
             },
-            _ => Op::from_mathml(hname)
-                .ok_or_else(|| self.math_err(n, format!("has an unknown operator <{hname}>")))?,
+            _ => {
+                Op::from_mathml(hname).ok_or_else(|| self.math_err(n, format!("has an unknown operator <{hname}>")))?
+            }
         };
         match op {
             Op::Root => args.insert(0, qualifier.unwrap_or(Math::Num(2.0))),

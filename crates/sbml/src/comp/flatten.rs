@@ -129,7 +129,7 @@ struct Doc {
 
 fn parse_doc(xml: &str, file: Rc<str>, dir: Option<PathBuf>, key: String) -> Result<Doc, CompError> {
     let doc = roxmltree::Document::parse(xml).map_err(|source| CompError::Xml { file: file.to_string(), source })?;
-    let root = from_roxml(doc.root_element(), &doc, &file);
+    let root = from_roxml(doc.root_element(), &crate::lines::LineIndex::new(doc.input_text()), &file);
     Ok(Doc { root, file, dir, key })
 }
 
@@ -177,7 +177,13 @@ impl Loader {
 
     /// Finds the model `model_ref` names in `doc`, following external model
     /// definitions into other files.
-    fn resolve_model(&mut self, doc: &Rc<Doc>, model_ref: &str, at: &Elem, submodel: &str) -> Result<ModelSource, CompError> {
+    fn resolve_model(
+        &mut self,
+        doc: &Rc<Doc>,
+        model_ref: &str,
+        at: &Elem,
+        submodel: &str,
+    ) -> Result<ModelSource, CompError> {
         let unknown = || CompError::UnknownModel {
             file: at.file.to_string(),
             line: at.line,
@@ -613,7 +619,11 @@ impl Flattener {
             .filter(|r| r.carrier == target.uid)
             .filter_map(|r| {
                 let t = r.target.clone()?;
-                let own_cf = owner.model.find(r.node).and_then(|n| comp_attr(n, "conversionFactor")).map(|c| ci(c, n_like(&owner.model)));
+                let own_cf = owner
+                    .model
+                    .find(r.node)
+                    .and_then(|n| comp_attr(n, "conversionFactor"))
+                    .map(|c| ci(c, n_like(&owner.model)));
                 Some((t, combine(cf.clone(), own_cf)))
             })
             .collect();
@@ -841,10 +851,7 @@ fn drop_local_parameters(inst: &mut Instance, removed: &HashSet<u32>) {
 
 fn replacement_info(inst: &Instance, rec: &Replacing) -> (Option<String>, Option<Elem>) {
     let new_id = inst.model.find(rec.carrier).and_then(|c| c.attr("id")).map(str::to_string);
-    let cf = inst
-        .model
-        .find(rec.node)
-        .and_then(|n| comp_attr(n, "conversionFactor").map(|c| ci(c, n_like(n))));
+    let cf = inst.model.find(rec.node).and_then(|n| comp_attr(n, "conversionFactor").map(|c| ci(c, n_like(n))));
     (new_id, cf)
 }
 
@@ -1127,7 +1134,9 @@ fn convert_csymbols(e: Elem, tcf: &Elem) -> Elem {
         })
         .collect();
     let is_delay = e.name == "apply"
-        && e.elems().next().is_some_and(|op| op.name == "csymbol" && op.attr("definitionURL").map(str::trim) == Some(DELAY_URL));
+        && e.elems()
+            .next()
+            .is_some_and(|op| op.name == "csymbol" && op.attr("definitionURL").map(str::trim) == Some(DELAY_URL));
     if is_delay {
         let like = n_like(&e);
         let mut idx = e.children.iter().enumerate().filter(|(_, c)| matches!(c, Node::Elem(_))).map(|(i, _)| i);

@@ -40,15 +40,7 @@ pub(crate) struct Elem {
 
 impl Elem {
     pub fn new(ns: Option<Rc<str>>, name: &str, file: Rc<str>, line: u32) -> Elem {
-        Elem {
-            uid: 0,
-            ns,
-            name: name.to_string(),
-            attrs: Vec::new(),
-            children: Vec::new(),
-            file,
-            line,
-        }
+        Elem { uid: 0, ns, name: name.to_string(), attrs: Vec::new(), children: Vec::new(), file, line }
     }
 
     /// A MathML element (used when flattening builds new math).
@@ -62,20 +54,14 @@ impl Elem {
 
     /// Unqualified attribute (SBML core style).
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| a.ns.is_none() && a.name == name)
-            .map(|a| a.value.as_str())
+        self.attrs.iter().find(|a| a.ns.is_none() && a.name == name).map(|a| a.value.as_str())
     }
 
     /// Attribute by local name in no namespace or in a namespace accepted by
     /// `ns_ok`: comp attributes are normally prefixed (`comp:idRef`), but some
     /// writers leave them unqualified on comp elements.
     pub fn attr_in(&self, name: &str, ns_ok: impl Fn(&str) -> bool) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| a.name == name && a.ns.as_deref().is_none_or(&ns_ok))
-            .map(|a| a.value.as_str())
+        self.attrs.iter().find(|a| a.name == name && a.ns.as_deref().is_none_or(&ns_ok)).map(|a| a.value.as_str())
     }
 
     pub fn set_attr(&mut self, name: &str, value: &str) {
@@ -140,15 +126,19 @@ impl Elem {
 
 /// Copies a roxmltree element. Whitespace-only text is dropped (SBML gives it
 /// no meaning, and it would otherwise be kept around spliced elements).
-pub(crate) fn from_roxml(node: roxmltree::Node<'_, '_>, doc: &roxmltree::Document<'_>, file: &Rc<str>) -> Elem {
-    let line = doc.text_pos_at(node.range().start).row;
+pub(crate) fn from_roxml(node: roxmltree::Node<'_, '_>, lines: &crate::lines::LineIndex, file: &Rc<str>) -> Elem {
+    let line = lines.line(node.range().start);
     let mut e = Elem::new(node.tag_name().namespace().map(Rc::from), node.tag_name().name(), file.clone(), line);
     for a in node.attributes() {
-        e.attrs.push(Attr { ns: a.namespace().map(Rc::from), name: a.name().to_string(), value: a.value().to_string() });
+        e.attrs.push(Attr {
+            ns: a.namespace().map(Rc::from),
+            name: a.name().to_string(),
+            value: a.value().to_string(),
+        });
     }
     for c in node.children() {
         if c.is_element() {
-            e.children.push(Node::Elem(from_roxml(c, doc, file)));
+            e.children.push(Node::Elem(from_roxml(c, lines, file)));
         } else if c.is_text() {
             let t = c.text().unwrap_or("");
             if !t.trim().is_empty() {
