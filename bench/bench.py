@@ -349,7 +349,8 @@ def bench_case(case, args, vht, outdir):
     res["vht"] = run_json(
         [vht, case["path"], *common, "--rtol", repr(args.rtol), "--atol", repr(args.atol),
          "--cohort", str(args.cohort), "--sigma", "0.1", "--seed", str(args.seed), "--budget", repr(args.vht_budget),
-         "--factors-out", factors, "--factors-count", str(n_factors), "--run-timeout", "60", "--json"],
+         "--factors-out", factors, "--factors-count", str(n_factors), "--run-timeout", "60",
+         "--member-trajectory", os.path.join(work, "vht_member0.csv"), "--json"],
         timeout=args.vht_budget + 600,
     )
     for tool in ("roadrunner", "copasi"):
@@ -359,7 +360,8 @@ def bench_case(case, args, vht, outdir):
             [sys.executable, os.path.join(HERE, "tools.py"), tool, case["path"], *common,
              "--rtol", repr(args.rtol), "--atol", repr(args.atol), "--factors", factors, "--cohort", str(args.cohort),
              "--budget", repr(args.budget), "--trajectory", tight, "--tight-rtol", repr(TIGHT_RTOL),
-             "--tight-atol", repr(TIGHT_ATOL), "--normal-trajectory", normal] if os.path.exists(factors) else
+             "--tight-atol", repr(TIGHT_ATOL), "--normal-trajectory", normal,
+             "--member-trajectory", os.path.join(work, tool + "_member0.csv")] if os.path.exists(factors) else
             [sys.executable, os.path.join(HERE, "tools.py"), tool, case["path"], *common,
              "--rtol", repr(args.rtol), "--atol", repr(args.atol), "--trajectory", tight],
             timeout=args.budget + 900,
@@ -368,6 +370,12 @@ def bench_case(case, args, vht, outdir):
     res["diff_rr"] = {"max_rel": d, "where": where}
     d, where = max_rel_diff(read_traj(tight_vht), read_traj(os.path.join(work, "copasi_tight.csv")), TIGHT_ATOL)
     res["diff_copasi"] = {"max_rel": d, "where": where}
+    # Cohort member 0 at the benchmark's tolerances: a check that every tool
+    # applied the same parameter values (differences of order rtol expected).
+    for tool in ("roadrunner", "copasi"):
+        d, where = max_rel_diff(read_traj(os.path.join(work, "vht_member0.csv")),
+                                read_traj(os.path.join(work, tool + "_member0.csv")), args.atol)
+        res["member0_" + tool] = {"max_rel": d, "where": where}
     return res
 
 
@@ -463,7 +471,7 @@ def table(results):
 def work_table(results):
     head = (
         "| model | kinetic params | vht steps | rhs | jac-vec | LU | vht cohort failures | rr / cp cohort runs (failures) "
-        "| worst diff at | notes |\n|---|---:|---:|---:|---:|---:|---:|---|---|---|\n"
+        "| worst diff at | member 0 vs rr / cp | notes |\n|---|---:|---:|---:|---:|---:|---:|---|---|---|---|\n"
     )
     lines = []
     for res in results:
@@ -482,7 +490,7 @@ def work_table(results):
             if fe:
                 notes.append("%s cohort: %s" % (label, fe[:100]))
         lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 c["name"],
                 fmt(len(g(v, "kinetic") or []), "n"),
@@ -493,6 +501,7 @@ def work_table(results):
                 fmt(g(v, "cohort", "failures"), "n"),
                 " / ".join(runs),
                 g(res, "diff_rr", "where") or "",
+                " / ".join(fmt(g(res, "member0_" + t, "max_rel"), "diff") for t in ("roadrunner", "copasi")),
                 "; ".join(n for n in notes if n).replace("|", "/"),
             )
         )
@@ -619,8 +628,9 @@ def main():
         + ("\n".join("- " + m for m in misses) if misses else "- none")
         + "\n"
     )
-    with open(os.path.join(args.out, "table.md"), "w") as f:
+    with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as f:
         f.write(text)
+    sys.stdout.reconfigure(encoding="utf-8")
     print(text)
 
 

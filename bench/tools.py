@@ -158,8 +158,12 @@ class CopasiTool:
     def set_member(self, ids, values):
         for mv, v in zip(self.mvs, values):
             mv.setInitialValue(float(v))
-        # Recompute initial values that depend on the parameters (initial assignments).
+        # Recompute initial values that depend on the parameters (initial
+        # assignments), then re-initialise the task: it keeps its own copy of
+        # the initial state, and processRaw(True) starts from that copy
+        # (as basico does on every run_time_course; it costs ~0.1 ms).
         self.model.updateInitialValues(self.COPASI.CCore.Framework_Concentration)
+        self.initialized = False
 
 
 def main():
@@ -178,6 +182,7 @@ def main():
     ap.add_argument("--tight-rtol", type=float, default=1e-10)
     ap.add_argument("--tight-atol", type=float, default=1e-14)
     ap.add_argument("--normal-trajectory", help="write the single time course (normal tolerances) here")
+    ap.add_argument("--member-trajectory", help="write cohort member 0's time course here")
     args = ap.parse_args()
 
     out = {"tool": args.tool, "model": args.model, "rtol": args.rtol, "atol": args.atol}
@@ -240,6 +245,13 @@ def main():
             if time.perf_counter() - t > args.budget:
                 break
         secs = time.perf_counter() - t
+        if args.member_trajectory and members:
+            try:
+                tool.set_member(ids, members[0])
+                names, rows = tool.trajectory(args)
+                write_csv(args.member_trajectory, names, rows)
+            except Exception:
+                pass
         out["cohort"] = {
             "requested": args.cohort,
             "available": len(members),

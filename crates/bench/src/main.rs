@@ -57,6 +57,9 @@ struct Args {
     /// for the other tools to simulate the same members.
     #[arg(long)]
     factors_out: Option<PathBuf>,
+    /// Write cohort member 0's time course here (CSV), to check that every tool simulates the same member.
+    #[arg(long)]
+    member_trajectory: Option<PathBuf>,
     /// How many members to write to `--factors-out` (default: the whole cohort).
     #[arg(long)]
     factors_count: Option<usize>,
@@ -168,6 +171,14 @@ fn run(a: &Args) -> Result<Json> {
         }
     }
     let cohort_s = t_cohort.elapsed().as_secs_f64();
+    if let (Some(path), true) = (&a.member_trajectory, a.cohort > 0) {
+        for (j, slot) in member[..k].iter_mut().enumerate() {
+            slot.1 = values[j];
+        }
+        if let Ok(traj) = vht_sim::simulate(&sim, &with_deadline(), &outputs, &member) {
+            write_csv(path, &traj)?;
+        }
+    }
 
     let stats = first.as_ref().map_or(Json::Null, |t| stats_json(&t.stats, 1));
     Ok(Json::obj([
