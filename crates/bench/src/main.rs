@@ -181,6 +181,7 @@ fn run(a: &Args) -> Result<Json> {
     }
 
     let stats = first.as_ref().map_or(Json::Null, |t| stats_json(&t.stats, 1));
+    let breakdown = if first.is_some() { breakdown(&sim, &outputs, &tc, &overrides, a.repeats) } else { Json::Null };
     Ok(Json::obj([
         ("tool", Json::Str("vht".into())),
         ("model", Json::Str(a.model.display().to_string())),
@@ -202,6 +203,7 @@ fn run(a: &Args) -> Result<Json> {
                 ("times_s", Json::Arr(times.iter().map(|&t| Json::Num(t)).collect())),
                 ("error", single_error.map_or(Json::Null, Json::Str)),
                 ("stats", stats),
+                ("breakdown", breakdown),
             ]),
         ),
         (
@@ -219,6 +221,73 @@ fn run(a: &Args) -> Result<Json> {
             ]),
         ),
     ]))
+}
+
+/// Where one time course spends its time, measured from outside the engine:
+/// the cost of one right-hand-side and one Jacobian evaluation (the compiled
+/// functions, timed in a loop at the initial parameters), the cost of a run
+/// that barely integrates (initial values, solver set-up), and of the same
+/// time course with 2 output rows instead of all (so the cost of the outputs).
+/// With the work counters this splits a run into model evaluations, set-up,
+/// outputs and the solver's own linear algebra and step control.
+fn breakdown(
+    sim: &Simulator,
+    outputs: &vht_sim::Outputs,
+    tc: &TimeCourse,
+    overrides: &[(Sym, f64)],
+    repeats: usize,
+) -> Json {
+    let code = &sim.code;
+    let p: Vec<f64> = code
+        .layout
+        .p
+        .iter()
+        .map(|&s| match (overrides.iter().find(|(o, _)| *o == s), &sim.model.symbol(s).initial) {
+            (Some(&(_, v)), _) => v,
+            (None, vht_ir::Expr::Num(v)) => *v,
+            _ => 1.0,
+        })
+        .collect();
+    let y: Vec<f64> = code
+        .layout
+        .y
+        .iter()
+        .map(|&s| match &sim.model.symbol(s).initial {
+            vht_ir::Expr::Num(v) if *v != 0.0 => *v,
+            _ => 1.0,
+        })
+        .collect();
+    let host = vht_codegen::NoDelays;
+    let time_per_eval = |f: &vht_codegen::Function, n_out: usize| {
+        let mut out = vec![0.0; n_out];
+        let reps = 2000;
+        let t = Instant::now();
+        for i in 0..reps {
+            f.eval(i as f64 * 1e-9, &y, &p, &mut out, &host);
+        }
+        std::hint::black_box(&out);
+        t.elapsed().as_secs_f64() / reps as f64
+    };
+    let rhs_s = time_per_eval(&code.rhs, y.len());
+    let jac_s = time_per_eval(&code.jac, code.jac_pattern.len());
+    let timed = |tc: &TimeCourse| {
+        let mut ts = Vec::new();
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            let ok = vht_sim::simulate(sim, tc, outputs, overrides).is_ok();
+            ts.push(if ok { t.elapsed().as_secs_f64() } else { f64::NAN });
+        }
+        median(&ts)
+    };
+    let setup_s = timed(&TimeCourse { end: tc.start + (tc.end - tc.start) * 1e-9, points: 2, ..tc.clone() });
+    let two_rows_s = timed(&TimeCourse { points: 2, ..tc.clone() });
+    Json::obj([
+        ("rhs_eval_s", Json::Num(rhs_s)),
+        ("jac_eval_s", Json::Num(jac_s)),
+        ("jac_nonzeros", Json::Num(code.jac_pattern.len() as f64)),
+        ("setup_s", Json::Num(setup_s)),
+        ("two_rows_s", Json::Num(two_rows_s)),
+    ])
 }
 
 fn stats_json(s: &Stats, per: usize) -> Json {
