@@ -470,8 +470,9 @@ def table(results):
 
 def work_table(results):
     head = (
-        "| model | kinetic params | vht steps | rhs | jac-vec | LU | vht cohort failures | rr / cp cohort runs (failures) "
-        "| worst diff at | member 0 vs rr / cp | notes |\n|---|---:|---:|---:|---:|---:|---:|---|---|---|---|\n"
+        "| model | kinetic params | vht steps | rhs | jac-vec | LU | rhs / jac eval (µs) | model evals / set-up / outputs (% of 1 sim) "
+        "| vht cohort failures | rr / cp cohort runs (failures) | worst diff at | member 0 vs rr / cp | notes |\n"
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---|---|---|---|\n"
     )
     lines = []
     for res in results:
@@ -489,8 +490,16 @@ def work_table(results):
             fe = g(res, t, "cohort", "first_error")
             if fe:
                 notes.append("%s cohort: %s" % (label, fe[:100]))
+        bd = g(v, "single", "breakdown") or {}
+        one = g(v, "single", "median_s")
+        evals, shares = "–", "–"
+        if bd and one and st:
+            evals = "%.2g / %.2g" % (bd["rhs_eval_s"] * 1e6, bd["jac_eval_s"] * 1e6)
+            model = st["rhs_evals"] * bd["rhs_eval_s"] + st["lu_factorisations"] * bd["jac_eval_s"]
+            outputs = max(0.0, one - (bd.get("two_rows_s") or one))
+            shares = "%.0f / %.0f / %.0f" % (100 * model / one, 100 * (bd.get("setup_s") or 0) / one, 100 * outputs / one)
         lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 c["name"],
                 fmt(len(g(v, "kinetic") or []), "n"),
@@ -498,6 +507,8 @@ def work_table(results):
                 fmt(st.get("rhs_evals"), "n"),
                 fmt(st.get("jac_mul_evals"), "n"),
                 fmt(st.get("lu_factorisations"), "n"),
+                evals,
+                shares,
                 fmt(g(v, "cohort", "failures"), "n"),
                 " / ".join(runs),
                 g(res, "diff_rr", "where") or "",
