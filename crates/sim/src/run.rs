@@ -19,6 +19,9 @@ pub struct TimeCourse {
     pub end: f64,
     /// Output rows, including start and end (at least 2), evenly spaced.
     pub points: usize,
+    /// Explicit output times instead (`end` and `points` are then ignored):
+    /// non-decreasing, none before `start`; repeated times give repeated rows.
+    pub times: Option<Vec<f64>>,
     pub rtol: f64,
     pub atol: f64,
     pub max_steps: usize,
@@ -34,6 +37,7 @@ impl Default for TimeCourse {
             start: 0.0,
             end: 10.0,
             points: 101,
+            times: None,
             rtol: 1e-6,
             atol: 1e-12,
             max_steps: 500_000,
@@ -104,18 +108,11 @@ pub fn simulate(
     outputs: &Outputs,
     overrides: &[(Sym, f64)],
 ) -> Result<Trajectory, SimError> {
-    if !(tc.points >= 2 && tc.end > tc.start && tc.start.is_finite() && tc.end.is_finite()) {
-        return Err(SimError::Settings {
-            reason: format!(
-                "need start < end and at least 2 points (got {}..{}, {} points)",
-                tc.start, tc.end, tc.points
-            ),
-        });
-    }
+    let times = output_times(tc)?;
     let out_fn = &outputs.function;
     let columns = &outputs.names;
     let run = Run::new(sim, tc, overrides)?;
-    run.go(tc, columns, &out_fn)
+    run.go(tc, &times, columns, out_fn)
 }
 
 /// The mutable state of one run. The solver sees it through [`System`]
@@ -298,20 +295,18 @@ impl<'s> Run<'s> {
         self.history.borrow_mut().push(t, &yp, &f);
     }
 
-    fn go(&self, tc: &TimeCourse, columns: &[String], out_fn: &Function) -> Result<Trajectory, SimError> {
+    fn go(
+        &self,
+        tc: &TimeCourse,
+        times: &[f64],
+        columns: &[String],
+        out_fn: &Function,
+    ) -> Result<Trajectory, SimError> {
         let sim = self.sim;
         let n_y = sim.n_y();
         let ncol = columns.len();
-        let times: Vec<f64> = (0..tc.points)
-            .map(|i| {
-                if i + 1 == tc.points {
-                    tc.end
-                } else {
-                    tc.start + (tc.end - tc.start) * i as f64 / (tc.points - 1) as f64
-                }
-            })
-            .collect();
-        let mut values = vec![f64::NAN; tc.points * ncol];
+        let t_end = *times.last().unwrap_or(&tc.start);
+        let mut values = vec![f64::NAN; times.len() * ncol];
         let mut next_out = 0usize;
         let eps = |t: f64| 1e-10 * t.abs().max(1.0);
 
@@ -353,7 +348,7 @@ impl<'s> Run<'s> {
                         return Err(SimError::Timeout { t: it.t() });
                     }
                 }
-                let want_stop = queue.next_time().map_or(tc.end, |te| te.min(tc.end)).max(it.t());
+                let want_stop = queue.next_time().map_or(t_end, |te| te.min(t_end)).max(it.t());
                 let mut at_stop = false;
                 if stop_at != Some(want_stop) {
                     at_stop = it.set_stop_time(want_stop)?;
@@ -450,14 +445,14 @@ impl<'s> Run<'s> {
                     self.full_y(it.t(), &x, &mut y);
                     self.record_history(it.t(), &y);
                 }
-                if it.t() >= tc.end - eps(tc.end) && next_out >= times.len() {
+                if it.t() >= t_end - eps(t_end) && next_out >= times.len() {
                     break;
                 }
             }
             stats += it.stats();
             Ok(stats)
         })??;
-        Ok(Trajectory { names: columns.to_vec(), times, values, stats })
+        Ok(Trajectory { names: columns.to_vec(), times: times.to_vec(), values, stats })
     }
 
     /// Evaluates the triggers at `(t, x)`; true if any differs from its
@@ -709,4 +704,35 @@ fn mentions_time(e: &Expr) -> bool {
     let mut found = false;
     e.walk(&mut |x| found |= matches!(x, Expr::Time));
     found
+}
+
+/// The output times of a time course, checked.
+fn output_times(tc: &TimeCourse) -> Result<Vec<f64>, SimError> {
+    let bad = |reason: String| Err(SimError::Settings { reason });
+    if !tc.start.is_finite() {
+        return bad(format!("start time {} is not finite", tc.start));
+    }
+    match &tc.times {
+        Some(times) => {
+            if let Some(t) = times.iter().find(|t| !t.is_finite() || **t < tc.start) {
+                return bad(format!("output time {t} is not finite or is before the start {}", tc.start));
+            }
+            if let Some(w) = times.windows(2).find(|w| w[1] < w[0]) {
+                return bad(format!("output times must not decrease ({} then {})", w[0], w[1]));
+            }
+            Ok(times.clone())
+        }
+        None => {
+            if !(tc.points >= 2 && tc.end > tc.start && tc.end.is_finite()) {
+                return bad(format!(
+                    "need start < end and at least 2 points (got {}..{}, {} points)",
+                    tc.start, tc.end, tc.points
+                ));
+            }
+            let n = tc.points;
+            Ok((0..n)
+                .map(|i| if i + 1 == n { tc.end } else { tc.start + (tc.end - tc.start) * i as f64 / (n - 1) as f64 })
+                .collect())
+        }
+    }
 }

@@ -91,3 +91,24 @@ fn delay_differential_equation_uses_the_history() {
         assert!((traj.row(i)[0] - exact).abs() < 1e-5, "t={t}: {} vs {exact}", traj.row(i)[0]);
     }
 }
+
+#[test]
+fn explicit_output_times_including_repeats_and_the_start() {
+    let (m, _, _) = decay();
+    let cols = vec![col(&m, "x")];
+    let sim = Simulator::new(m, &Options::default()).unwrap();
+    let times = vec![0.0, 0.0, 0.3, 2.5, 2.5, 7.0];
+    let tc = TimeCourse { times: Some(times.clone()), ..tc(1.0, 2) };
+    let traj = simulate(&sim, &tc, &sim.outputs(&cols).unwrap(), &[]).unwrap();
+    assert_eq!(traj.times, times);
+    for (i, &t) in times.iter().enumerate() {
+        assert!((traj.row(i)[0] - 2.0 * (-0.5 * t).exp()).abs() < 1e-8, "t={t}");
+    }
+    // Only the start: no integration at all.
+    let tc = TimeCourse { times: Some(vec![0.0]), ..tc };
+    assert_eq!(simulate(&sim, &tc, &sim.outputs(&cols).unwrap(), &[]).unwrap().row(0), &[2.0]);
+    // Decreasing times are a settings error that says what is wrong.
+    let tc = TimeCourse { times: Some(vec![1.0, 0.5]), ..tc };
+    let err = simulate(&sim, &tc, &sim.outputs(&cols).unwrap(), &[]).unwrap_err();
+    assert_eq!(err.to_string(), "bad time course: output times must not decrease (1 then 0.5)");
+}
