@@ -290,6 +290,7 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
         max_steps: 2_000_000,
         deadline: Some(Instant::now() + opts.timeout),
         seed: 1,
+        times: None,
     };
     let outputs = match sim.outputs(&columns) {
         Ok(o) => o,
