@@ -167,12 +167,6 @@ pub fn solve_file(path: &Path) -> Result<FluxSolution, FbcError> {
 
 /// Reads the flux balance problem of an SBML file (see [`read_str`]).
 pub fn read_file(path: &Path) -> Result<FbaProblem, FbcError> {
-    let xml = std::fs::read_to_string(path).map_err(|source| FbcError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    read_str(&xml).map_err(|e| FbcError::InFile {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })
+    let xml = std::fs::read_to_string(path).map_err(|source| FbcError::Io { path: path.to_path_buf(), source })?;
+    read_str(&xml).map_err(|e| FbcError::InFile { path: path.to_path_buf(), source: Box::new(e) })
 }

@@ -44,10 +44,7 @@ pub struct FluxVariability {
 pub fn flux_variability(problem: &FbaProblem) -> Result<FluxVariability, FbcError> {
     let optimum = solve(problem)?;
     if optimum.status != Status::Optimal {
-        return Ok(FluxVariability {
-            optimum,
-            ranges: Vec::new(),
-        });
+        return Ok(FluxVariability { optimum, ranges: Vec::new() });
     }
     let cost = objective_vector(problem)?;
     // Held exactly at the optimum, not relaxed by a slack: the optimum meets the row
@@ -71,20 +68,13 @@ pub fn flux_variability(problem: &FbaProblem) -> Result<FluxVariability, FbcErro
                 }),
                 // The optimum itself satisfies these constraints; only numerics can lose it.
                 Outcome::Infeasible => Err(FbcError::Solver {
-                    reason: format!(
-                        "the optimal face became infeasible while bounding `{}`",
-                        r.id
-                    ),
+                    reason: format!("the optimal face became infeasible while bounding `{}`", r.id),
                 }),
             }
         };
         let min = end(Direction::Minimize)?;
         let max = end(Direction::Maximize)?;
-        ranges.push(FluxRange {
-            reaction: r.id.clone(),
-            min,
-            max,
-        });
+        ranges.push(FluxRange { reaction: r.id.clone(), min, max });
     }
     Ok(FluxVariability { optimum, ranges })
 }
@@ -100,11 +90,7 @@ fn objective_vector(problem: &FbaProblem) -> Result<Vec<f64>, FbcError> {
     let n = problem.reactions.len();
     let mut cost = vec![0.0; n];
     for &(r, c) in &problem.objective.coefficients {
-        *cost.get_mut(r).ok_or(FbcError::IndexOutOfRange {
-            what: "objective reaction",
-            index: r,
-            len: n,
-        })? += c;
+        *cost.get_mut(r).ok_or(FbcError::IndexOutOfRange { what: "objective reaction", index: r, len: n })? += c;
     }
     Ok(cost)
 }
@@ -121,24 +107,15 @@ fn run(
     let mut bounds_infeasible = false;
     for r in &problem.reactions {
         if r.lower_bound.is_nan() || r.upper_bound.is_nan() {
-            return Err(FbcError::InvalidBound {
-                reaction: r.id.clone(),
-                lower: r.lower_bound,
-                upper: r.upper_bound,
-            });
+            return Err(FbcError::InvalidBound { reaction: r.id.clone(), lower: r.lower_bound, upper: r.upper_bound });
         }
         if let Some(&(s, _)) = r.stoichiometry.iter().find(|(s, _)| *s >= m) {
-            return Err(FbcError::IndexOutOfRange {
-                what: "stoichiometry species",
-                index: s,
-                len: m,
-            });
+            return Err(FbcError::IndexOutOfRange { what: "stoichiometry species", index: s, len: m });
         }
         // microlp refuses +inf lower / -inf upper bounds as invalid input; they
         // (and crossed bounds) simply leave no feasible flux.
-        bounds_infeasible |= r.lower_bound > r.upper_bound
-            || r.lower_bound == f64::INFINITY
-            || r.upper_bound == f64::NEG_INFINITY;
+        bounds_infeasible |=
+            r.lower_bound > r.upper_bound || r.lower_bound == f64::INFINITY || r.upper_bound == f64::NEG_INFINITY;
     }
     if bounds_infeasible {
         return Ok(Outcome::Infeasible);
@@ -148,12 +125,8 @@ fn run(
         Direction::Maximize => OptimizationDirection::Maximize,
         Direction::Minimize => OptimizationDirection::Minimize,
     });
-    let vars: Vec<Variable> = problem
-        .reactions
-        .iter()
-        .zip(cost)
-        .map(|(r, &c)| lp.add_var(c, (r.lower_bound, r.upper_bound)))
-        .collect();
+    let vars: Vec<Variable> =
+        problem.reactions.iter().zip(cost).map(|(r, &c)| lp.add_var(c, (r.lower_bound, r.upper_bound))).collect();
     let mut rows: Vec<Vec<(Variable, f64)>> = vec![Vec::new(); m];
     for (r, &var) in problem.reactions.iter().zip(&vars) {
         for &(s, k) in &r.stoichiometry {
@@ -170,38 +143,23 @@ fn run(
         lp.add_constraint(row, ComparisonOp::Eq, 0.0);
     }
     if let Some((coefficients, op, rhs)) = extra {
-        let row: Vec<(Variable, f64)> = vars
-            .iter()
-            .zip(coefficients)
-            .filter(|(_, c)| **c != 0.0)
-            .map(|(v, c)| (*v, *c))
-            .collect();
+        let row: Vec<(Variable, f64)> =
+            vars.iter().zip(coefficients).filter(|(_, c)| **c != 0.0).map(|(v, c)| (*v, *c)).collect();
         if !row.is_empty() {
             lp.add_constraint(row, op, rhs);
         }
     }
 
     let solution = match lp.solve() {
-        Ok(outcome) => outcome
-            .into_solution()
-            .map_err(|stopped| FbcError::Solver {
-                reason: format!(
-                    "stopped without a solution ({:?})",
-                    stopped.termination_reason()
-                ),
-            })?,
+        Ok(outcome) => outcome.into_solution().map_err(|stopped| FbcError::Solver {
+            reason: format!("stopped without a solution ({:?})", stopped.termination_reason()),
+        })?,
         Err(microlp::Error::Infeasible) => return Ok(Outcome::Infeasible),
         Err(microlp::Error::Unbounded) => return Ok(Outcome::Unbounded),
-        Err(e) => {
-            return Err(FbcError::Solver {
-                reason: e.to_string(),
-            })
-        }
+        Err(e) => return Err(FbcError::Solver { reason: e.to_string() }),
     };
     if solution.status() != SolutionStatus::Optimal {
-        return Err(FbcError::Solver {
-            reason: "the solver returned a solution without proving it optimal".into(),
-        });
+        return Err(FbcError::Solver { reason: "the solver returned a solution without proving it optimal".into() });
     }
     Ok(Outcome::Optimal {
         // `+ 0.0` turns the solver's -0.0 into 0.0, which reads better in results.
@@ -211,19 +169,13 @@ fn run(
 }
 
 fn solution(problem: &FbaProblem, cost: &[f64], outcome: Outcome) -> FluxSolution {
-    let filled =
-        |value: &dyn Fn(usize) -> f64, objective_value, status, lp_iterations| FluxSolution {
-            objective_id: problem.objective.id.clone(),
-            objective_value,
-            fluxes: problem
-                .reactions
-                .iter()
-                .enumerate()
-                .map(|(j, r)| (r.id.clone(), value(j)))
-                .collect(),
-            status,
-            lp_iterations,
-        };
+    let filled = |value: &dyn Fn(usize) -> f64, objective_value, status, lp_iterations| FluxSolution {
+        objective_id: problem.objective.id.clone(),
+        objective_value,
+        fluxes: problem.reactions.iter().enumerate().map(|(j, r)| (r.id.clone(), value(j))).collect(),
+        status,
+        lp_iterations,
+    };
     match outcome {
         Outcome::Optimal { values, iterations } => {
             // The objective is recomputed from the reported fluxes so the two always agree.

@@ -19,11 +19,7 @@ pub(crate) fn eval_math(math: Node, lookup: &mut Lookup) -> Result<f64, FbcError
     let mut children = math.children().filter(|c| c.is_element());
     match children.next() {
         Some(expr) => eval(expr, lookup),
-        None => Err(FbcError::MissingElement {
-            parent: "math".into(),
-            expected: "an expression",
-            line: line(math),
-        }),
+        None => Err(FbcError::MissingElement { parent: "math".into(), expected: "an expression", line: line(math) }),
     }
 }
 
@@ -57,11 +53,7 @@ fn csymbol(node: Node) -> Result<f64, FbcError> {
         // A flux balance solution is a steady state: bounds are evaluated at t = 0.
         Some("time") => Ok(0.0),
         Some("avogadro") => Ok(6.022_140_76e23),
-        _ => Err(unsupported(
-            node,
-            "csymbol",
-            "only time and avogadro csymbols are constants",
-        )),
+        _ => Err(unsupported(node, "csymbol", "only time and avogadro csymbols are constants")),
     }
 }
 
@@ -116,11 +108,7 @@ fn piecewise(node: Node, lookup: &mut Lookup) -> Result<f64, FbcError> {
             }
             ("otherwise", [value]) => return eval(*value, lookup),
             (other, _) => {
-                return Err(unsupported(
-                    part,
-                    other,
-                    "expected <piece> with two children or <otherwise> with one",
-                ))
+                return Err(unsupported(part, other, "expected <piece> with two children or <otherwise> with one"))
             }
         }
     }
@@ -146,11 +134,7 @@ fn apply(node: Node, lookup: &mut Lookup) -> Result<f64, FbcError> {
     }
     let op_name = name(op);
     if op_name == "ci" {
-        return Err(unsupported(
-            op,
-            "ci",
-            "function definitions are not evaluated in flux bounds",
-        ));
+        return Err(unsupported(op, "ci", "function definitions are not evaluated in flux bounds"));
     }
     // `and`/`or` and relations need all operands; evaluating them eagerly is fine
     // because the expressions have no side effects.
@@ -229,13 +213,7 @@ fn apply(node: Node, lookup: &mut Lookup) -> Result<f64, FbcError> {
                 "cos" => f64::cos,
                 "tan" => f64::tan,
                 "not" => |v| if v == 0.0 { 1.0 } else { 0.0 },
-                _ => {
-                    return Err(unsupported(
-                        op,
-                        unary,
-                        "operator not supported in constant flux-bound math",
-                    ))
-                }
+                _ => return Err(unsupported(op, unary, "operator not supported in constant flux-bound math")),
             };
             arity(1)?;
             f(x[0])
@@ -252,17 +230,9 @@ fn qualifier(node: Node, lookup: &mut Lookup) -> Result<f64, FbcError> {
 }
 
 fn missing(node: Node, expected: &'static str) -> FbcError {
-    FbcError::MissingElement {
-        parent: name(node).into(),
-        expected,
-        line: line(node),
-    }
+    FbcError::MissingElement { parent: name(node).into(), expected, line: line(node) }
 }
 
 fn unsupported(node: Node, element: &str, why: &'static str) -> FbcError {
-    FbcError::Unsupported {
-        element: element.into(),
-        why,
-        line: line(node),
-    }
+    FbcError::Unsupported { element: element.into(), why, line: line(node) }
 }

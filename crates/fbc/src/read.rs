@@ -21,19 +21,13 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
     let doc = Document::parse(xml)?;
     let sbml = doc.root_element();
     if name(sbml) != "sbml" {
-        return Err(FbcError::UnexpectedElement {
-            expected: "sbml",
-            found: name(sbml).into(),
-            line: line(sbml),
-        });
+        return Err(FbcError::UnexpectedElement { expected: "sbml", found: name(sbml).into(), line: line(sbml) });
     }
-    let model = children_named(sbml, "model")
-        .next()
-        .ok_or(FbcError::MissingElement {
-            parent: "sbml".into(),
-            expected: "model",
-            line: line(sbml),
-        })?;
+    let model = children_named(sbml, "model").next().ok_or(FbcError::MissingElement {
+        parent: "sbml".into(),
+        expected: "model",
+        line: line(sbml),
+    })?;
     reject_unsupported(model)?;
     let mut env = Env::new(model)?;
 
@@ -43,8 +37,8 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
     let mut species_row: HashMap<&str, Option<usize>> = HashMap::new();
     for sp in list_items(model, "listOfSpecies", "species") {
         let id = require(sp, "id", sp.attribute("id"))?;
-        let unconstrained = boolean(sp, "boundaryCondition")?.unwrap_or(false)
-            || boolean(sp, "constant")?.unwrap_or(false);
+        let unconstrained =
+            boolean(sp, "boundaryCondition")?.unwrap_or(false) || boolean(sp, "constant")?.unwrap_or(false);
         let row = (!unconstrained).then_some(species.len());
         if species_row.insert(id, row).is_some() {
             return Err(duplicate(sp, id));
@@ -73,14 +67,12 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
         for (list, sign) in [("listOfReactants", -1.0), ("listOfProducts", 1.0)] {
             for sr in list_items(r, list, "speciesReference") {
                 let sp = require(sr, "species", sr.attribute("species"))?;
-                let row = *species_row
-                    .get(sp)
-                    .ok_or_else(|| FbcError::UnknownReference {
-                        element: "speciesReference".into(),
-                        kind: "species",
-                        id: sp.into(),
-                        line: line(sr),
-                    })?;
+                let row = *species_row.get(sp).ok_or_else(|| FbcError::UnknownReference {
+                    element: "speciesReference".into(),
+                    kind: "species",
+                    id: sp.into(),
+                    line: line(sr),
+                })?;
                 let value = env.stoichiometry(sr)?;
                 if !value.is_finite() {
                     return Err(FbcError::InvalidValue {
@@ -100,24 +92,16 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
             }
         }
         stoichiometry.retain(|(_, v)| *v != 0.0);
-        reactions.push(Reaction {
-            id: id.to_string(),
-            lower_bound,
-            upper_bound,
-            stoichiometry,
-        });
+        reactions.push(Reaction { id: id.to_string(), lower_bound, upper_bound, stoichiometry });
     }
 
     let reaction_of = |node: Node, id: &str| {
-        reaction_index
-            .get(id)
-            .copied()
-            .ok_or_else(|| FbcError::UnknownReference {
-                element: name(node).into(),
-                kind: "reaction",
-                id: id.into(),
-                line: line(node),
-            })
+        reaction_index.get(id).copied().ok_or_else(|| FbcError::UnknownReference {
+            element: name(node).into(),
+            kind: "reaction",
+            id: id.into(),
+            line: line(node),
+        })
     };
 
     // fbc v1 bounds: a list of (reaction, operation, value) constraints.
@@ -148,10 +132,7 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
             }
         }
     }
-    for (r, node) in reactions
-        .iter()
-        .zip(list_items(model, "listOfReactions", "reaction"))
-    {
+    for (r, node) in reactions.iter().zip(list_items(model, "listOfReactions", "reaction")) {
         if r.lower_bound.is_nan() || r.upper_bound.is_nan() {
             return Err(FbcError::InvalidValue {
                 element: "reaction".into(),
@@ -164,11 +145,7 @@ pub fn read_str(xml: &str) -> Result<FbaProblem, FbcError> {
     }
 
     let objective = read_objective(model, &reaction_of)?;
-    Ok(FbaProblem {
-        objective,
-        reactions,
-        species,
-    })
+    Ok(FbaProblem { objective, reactions, species })
 }
 
 fn read_objective(
@@ -176,21 +153,18 @@ fn read_objective(
     reaction_of: &dyn Fn(Node, &str) -> Result<usize, FbcError>,
 ) -> Result<Objective, FbcError> {
     let no_objective = FbcError::NoObjective { line: line(model) };
-    let list = fbc_children(model, "listOfObjectives")
-        .next()
-        .ok_or(no_objective)?;
+    let list = fbc_children(model, "listOfObjectives").next().ok_or(no_objective)?;
     let objectives: Vec<Node> = fbc_children(list, "objective").collect();
     // fbc requires activeObjective; with a single objective its absence is harmless.
     let chosen = match fbc_attr(list, "activeObjective") {
-        Some(active) => *objectives
-            .iter()
-            .find(|o| fbc_attr(**o, "id") == Some(active))
-            .ok_or_else(|| FbcError::UnknownReference {
+        Some(active) => *objectives.iter().find(|o| fbc_attr(**o, "id") == Some(active)).ok_or_else(|| {
+            FbcError::UnknownReference {
                 element: "listOfObjectives".into(),
                 kind: "objective",
                 id: active.into(),
                 line: line(list),
-            })?,
+            }
+        })?,
         None => match objectives.as_slice() {
             [only] => *only,
             [] => return Err(FbcError::NoObjective { line: line(list) }),
@@ -218,9 +192,7 @@ fn read_objective(
         }
     };
     let mut coefficients: Vec<(usize, f64)> = Vec::new();
-    for fo in
-        fbc_children(chosen, "listOfFluxObjectives").flat_map(|l| fbc_children(l, "fluxObjective"))
-    {
+    for fo in fbc_children(chosen, "listOfFluxObjectives").flat_map(|l| fbc_children(l, "fluxObjective")) {
         if fbc_attr(fo, "variableType").is_some_and(|t| t != "linear") {
             return Err(FbcError::Unsupported {
                 element: "fluxObjective".into(),
@@ -245,11 +217,7 @@ fn read_objective(
             None => coefficients.push((reaction, c)),
         }
     }
-    Ok(Objective {
-        id,
-        direction,
-        coefficients,
-    })
+    Ok(Objective { id, direction, coefficients })
 }
 
 /// fbc v3 user constraints change the LP; solving without them would give a
@@ -275,21 +243,14 @@ fn list_items<'a, 'input: 'a>(
 }
 
 fn duplicate(node: Node, id: &str) -> FbcError {
-    FbcError::DuplicateId {
-        element: name(node).into(),
-        id: id.into(),
-        line: line(node),
-    }
+    FbcError::DuplicateId { element: name(node).into(), id: id.into(), line: line(node) }
 }
 
 /// What an identifier in the model stands for, as far as constant math cares.
 #[derive(Clone, Copy)]
 enum Declared<'a, 'input> {
     /// A parameter, compartment or species reference, with its attribute value.
-    Value {
-        value: Option<f64>,
-        node: Node<'a, 'input>,
-    },
+    Value { value: Option<f64>, node: Node<'a, 'input> },
     /// A species or reaction: their values are not constants of the LP.
     Other(&'static str),
 }
@@ -309,16 +270,11 @@ impl<'a, 'input> Env<'a, 'input> {
     fn new(model: Node<'a, 'input>) -> Result<Self, FbcError> {
         let mut declared = HashMap::new();
         let mut parameters = HashSet::new();
-        let mut declare = |node: Node<'a, 'input>,
-                           attribute: &'static str|
-         -> Result<Option<&'a str>, FbcError> {
+        let mut declare = |node: Node<'a, 'input>, attribute: &'static str| -> Result<Option<&'a str>, FbcError> {
             let Some(id) = node.attribute("id") else {
                 return Ok(None);
             };
-            let value = node
-                .attribute(attribute)
-                .map(|v| number(node, attribute, v))
-                .transpose()?;
+            let value = node.attribute(attribute).map(|v| number(node, attribute, v)).transpose()?;
             declared.insert(id, Declared::Value { value, node });
             Ok(Some(id))
         };
@@ -355,20 +311,11 @@ impl<'a, 'input> Env<'a, 'input> {
         for (node, attribute) in targets {
             let target = require(node, attribute, node.attribute(attribute))?;
             // An assignment without math leaves the declared value in force.
-            if let Some(math) = node
-                .children()
-                .find(|c| c.is_element() && name(*c) == "math")
-            {
+            if let Some(math) = node.children().find(|c| c.is_element() && name(*c) == "math") {
                 assigned.insert(target, math);
             }
         }
-        Ok(Env {
-            declared,
-            parameters,
-            assigned,
-            cache: HashMap::new(),
-            in_progress: HashSet::new(),
-        })
+        Ok(Env { declared, parameters, assigned, cache: HashMap::new(), in_progress: HashSet::new() })
     }
 
     /// The value of the parameter a v2 flux bound attribute names.
@@ -395,9 +342,7 @@ impl<'a, 'input> Env<'a, 'input> {
         match sr.attribute("id") {
             Some(id) if self.assigned.contains_key(id) => self.value(id, sr),
             // SBML L3 gives stoichiometry no default; 1 is what every FBA tool assumes.
-            _ => sr
-                .attribute("stoichiometry")
-                .map_or(Ok(1.0), |v| number(sr, "stoichiometry", v)),
+            _ => sr.attribute("stoichiometry").map_or(Ok(1.0), |v| number(sr, "stoichiometry", v)),
         }
     }
 
@@ -408,10 +353,7 @@ impl<'a, 'input> Env<'a, 'input> {
         }
         let value = if let Some(math) = self.assigned.get(id).copied() {
             if !self.in_progress.insert(id.to_string()) {
-                return Err(FbcError::CircularAssignment {
-                    id: id.into(),
-                    line: line(math),
-                });
+                return Err(FbcError::CircularAssignment { id: id.into(), line: line(math) });
             }
             let result = eval_math(math, &mut |sym, node| self.value(sym, node));
             self.in_progress.remove(id);
@@ -424,10 +366,7 @@ impl<'a, 'input> Env<'a, 'input> {
                     if name(node) == "speciesReference" {
                         1.0
                     } else {
-                        return Err(FbcError::NoValue {
-                            id: id.into(),
-                            line: line(node),
-                        });
+                        return Err(FbcError::NoValue { id: id.into(), line: line(node) });
                     }
                 }
                 Some(Declared::Other(kind)) => {

@@ -67,12 +67,7 @@ fn check(xml: &str, expect: Expect) {
             // The simplex meets the balances within its 1e-7 feasibility tolerance:
             // six decimals keep solver round-off out of the snapshots.
             let round = |v: f64| (v * 1e6).round() / 1e6 + 0.0;
-            let mut out = format!(
-                "{:?} {} = {}\n",
-                s.status,
-                s.objective_id,
-                round(s.objective_value)
-            );
+            let mut out = format!("{:?} {} = {}\n", s.status, s.objective_id, round(s.objective_value));
             for (r, v) in &s.fluxes {
                 out += &format!("{r} = {}\n", round(*v));
             }
@@ -123,10 +118,8 @@ fn initial_assignments_set_bounds_and_stoichiometry() {
     <apply><minus/><cn> 4 </cn><cn type="rational"> 2 <sep/> 2 </cn></apply></math></assignmentRule>
   <assignmentRule variable="zero"/>
 </listOfRules>"#;
-    let xml = v2_chain(extra, "maximize").replace(
-        "<parameter id=\"zero\"",
-        "<parameter id=\"three\" constant=\"false\"/>\n  <parameter id=\"zero\"",
-    );
+    let xml = v2_chain(extra, "maximize")
+        .replace("<parameter id=\"zero\"", "<parameter id=\"three\" constant=\"false\"/>\n  <parameter id=\"zero\"");
     check(
         &xml,
         expect![[r#"
@@ -147,11 +140,8 @@ fn v1_bounds_intersect() {
   <fbc:fluxBound fbc:id="b4" fbc:reaction="R2" fbc:operation="greaterEqual" fbc:value="0"/>
   <fbc:fluxBound fbc:id="b5" fbc:reaction="R3" fbc:operation="equal" fbc:value="3"/>
 </fbc:listOfFluxBounds>"#;
-    let content = format!(
-        "{CHAIN_SPECIES}\n{}\n{bounds}\n{}",
-        chain_reactions("", "", ""),
-        objective("maximize", "R1")
-    );
+    let content =
+        format!("{CHAIN_SPECIES}\n{}\n{bounds}\n{}", chain_reactions("", "", ""), objective("maximize", "R1"));
     // R3 is pinned at 3, so R2 = 3 and R1 = 6 although R1 may reach 8.
     check(
         &doc(1, false, &content),
@@ -185,7 +175,10 @@ fn crossed_bounds_are_infeasible_not_an_error() {
 fn unbalanceable_network_is_infeasible() {
     // R3 must carry 1 but B can only come from R2, which is closed.
     let xml = v2_chain("", "maximize")
-        .replace("<parameter id=\"zero\"", "<parameter id=\"one\" value=\"1\" constant=\"true\"/>\n  <parameter id=\"zero\"")
+        .replace(
+            "<parameter id=\"zero\"",
+            "<parameter id=\"one\" value=\"1\" constant=\"true\"/>\n  <parameter id=\"zero\"",
+        )
         .replace(
             r#"<reaction id="R2" reversible="false" fbc:lowerFluxBound="zero" fbc:upperFluxBound="inf""#,
             r#"<reaction id="R2" reversible="false" fbc:lowerFluxBound="zero" fbc:upperFluxBound="zero""#,
@@ -201,11 +194,7 @@ fn unbalanceable_network_is_infeasible() {
 
 #[test]
 fn unbounded_objective_is_a_status() {
-    let content = format!(
-        "{CHAIN_SPECIES}\n{}\n{}",
-        chain_reactions("", "", ""),
-        objective("maximize", "R3")
-    );
+    let content = format!("{CHAIN_SPECIES}\n{}\n{}", chain_reactions("", "", ""), objective("maximize", "R3"));
     check(
         &doc(2, false, &content),
         expect![[r#"
@@ -328,11 +317,11 @@ fn file_errors_name_the_file() {
     match result {
         Err(e @ FbcError::InFile { .. }) => {
             let message = e.to_string();
+            assert!(message.starts_with(&path.display().to_string()), "{message}");
             assert!(
-                message.starts_with(&path.display().to_string()),
+                message.ends_with("line 3: <model> has no fbc objective (fbc:listOfObjectives with an fbc:objective)"),
                 "{message}"
             );
-            assert!(message.ends_with("line 3: <model> has no fbc objective (fbc:listOfObjectives with an fbc:objective)"), "{message}");
         }
         other => panic!("expected InFile, got {other:?}"),
     }
@@ -341,35 +330,19 @@ fn file_errors_name_the_file() {
 #[test]
 fn hand_built_problem_is_checked() {
     let problem = FbaProblem {
-        objective: Objective {
-            id: "obj".into(),
-            direction: Direction::Maximize,
-            coefficients: vec![(1, 1.0)],
-        },
-        reactions: vec![Reaction {
-            id: "R".into(),
-            lower_bound: 0.0,
-            upper_bound: 1.0,
-            stoichiometry: vec![],
-        }],
+        objective: Objective { id: "obj".into(), direction: Direction::Maximize, coefficients: vec![(1, 1.0)] },
+        reactions: vec![Reaction { id: "R".into(), lower_bound: 0.0, upper_bound: 1.0, stoichiometry: vec![] }],
         species: vec![],
     };
     expect!["objective reaction index 1 is out of range (the list has 1)"]
         .assert_eq(&solve(&problem).unwrap_err().to_string());
 
     let nan_bound = FbaProblem {
-        objective: Objective {
-            coefficients: vec![(0, 1.0)],
-            ..problem.objective.clone()
-        },
-        reactions: vec![Reaction {
-            lower_bound: f64::NAN,
-            ..problem.reactions[0].clone()
-        }],
+        objective: Objective { coefficients: vec![(0, 1.0)], ..problem.objective.clone() },
+        reactions: vec![Reaction { lower_bound: f64::NAN, ..problem.reactions[0].clone() }],
         species: vec![],
     };
-    expect!["reaction `R` has bounds [NaN, 1]: a bound is NaN"]
-        .assert_eq(&solve(&nan_bound).unwrap_err().to_string());
+    expect!["reaction `R` has bounds [NaN, 1]: a bound is NaN"].assert_eq(&solve(&nan_bound).unwrap_err().to_string());
 }
 
 #[test]
@@ -385,11 +358,8 @@ fn variability_shows_alternative_optima() {
     assert_eq!(fva.optimum.status, Status::Optimal);
     // The solver meets constraints within 1e-7, so ends can be off by ~1e-6: round to 1e-4.
     let round = |v: f64| (v * 1e4).round() / 1e4 + 0.0;
-    let ranges: Vec<String> = fva
-        .ranges
-        .iter()
-        .map(|r| format!("{} in [{}, {}]", r.reaction, round(r.min), round(r.max)))
-        .collect();
+    let ranges: Vec<String> =
+        fva.ranges.iter().map(|r| format!("{} in [{}, {}]", r.reaction, round(r.min), round(r.max))).collect();
     expect![[r#"
         R1 in [10, 10]
         R2 in [0, 5]
@@ -398,19 +368,8 @@ fn variability_shows_alternative_optima() {
     .assert_eq(&ranges.join("\n"));
 
     // An unbounded program has no optimal face to explore.
-    let open = doc(
-        2,
-        false,
-        &format!(
-            "{CHAIN_SPECIES}\n{}\n{}",
-            chain_reactions("", "", ""),
-            objective("maximize", "R3")
-        ),
-    );
-    let fva = crate::flux_variability(&crate::read_str(&open).expect("well-formed"))
-        .expect("no solver failure");
-    assert_eq!(
-        (fva.optimum.status, fva.ranges.len()),
-        (Status::Unbounded, 0)
-    );
+    let open =
+        doc(2, false, &format!("{CHAIN_SPECIES}\n{}\n{}", chain_reactions("", "", ""), objective("maximize", "R3")));
+    let fva = crate::flux_variability(&crate::read_str(&open).expect("well-formed")).expect("no solver failure");
+    assert_eq!((fva.optimum.status, fva.ranges.len()), (Status::Unbounded, 0));
 }

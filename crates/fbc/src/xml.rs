@@ -29,9 +29,7 @@ pub(crate) fn children_named<'a, 'input: 'a>(
     local: &'a str,
 ) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
     let ns = parent.tag_name().namespace();
-    parent
-        .children()
-        .filter(move |c| c.is_element() && name(*c) == local && c.tag_name().namespace() == ns)
+    parent.children().filter(move |c| c.is_element() && name(*c) == local && c.tag_name().namespace() == ns)
 }
 
 /// The fbc child elements of a core element (e.g. `fbc:listOfObjectives` of `model`).
@@ -39,9 +37,9 @@ pub(crate) fn fbc_children<'a, 'input: 'a>(
     parent: Node<'a, 'input>,
     local: &'a str,
 ) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
-    parent.children().filter(move |c| {
-        c.is_element() && name(*c) == local && c.tag_name().namespace().is_some_and(is_fbc_ns)
-    })
+    parent
+        .children()
+        .filter(move |c| c.is_element() && name(*c) == local && c.tag_name().namespace().is_some_and(is_fbc_ns))
 }
 
 /// An fbc attribute. fbc v1 and v2 put them in the fbc namespace (`fbc:id`); some
@@ -51,8 +49,7 @@ pub(crate) fn fbc_attr<'a>(node: Node<'a, '_>, local: &str) -> Option<&'a str> {
         .find(|a| a.name() == local && a.namespace().is_some_and(is_fbc_ns))
         .or_else(|| {
             let on_fbc_element = node.tag_name().namespace().is_some_and(is_fbc_ns);
-            node.attributes()
-                .find(|a| on_fbc_element && a.name() == local && a.namespace().is_none())
+            node.attributes().find(|a| on_fbc_element && a.name() == local && a.namespace().is_none())
         })
         .map(|a| a.value())
 }
@@ -62,11 +59,7 @@ pub(crate) fn require<'a>(
     attribute: &'static str,
     value: Option<&'a str>,
 ) -> Result<&'a str, FbcError> {
-    value.ok_or_else(|| FbcError::MissingAttribute {
-        element: name(node).into(),
-        attribute,
-        line: line(node),
-    })
+    value.ok_or_else(|| FbcError::MissingAttribute { element: name(node).into(), attribute, line: line(node) })
 }
 
 /// Parses a numeric attribute value (`found` is the raw text, for the message).

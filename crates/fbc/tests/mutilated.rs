@@ -9,8 +9,7 @@ use std::path::Path;
 const HOSTILE: [&str; 7] = ["", "x", "NaN", "INF", "-INF", "1e400", "-1e308"];
 
 fn model(case: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/data/{case}/{case}-sbml-l3v1.xml"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{case}/{case}-sbml-l3v1.xml"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -59,10 +58,7 @@ fn truncated_documents_are_errors() {
     while offset < xml.len() {
         if xml.is_char_boundary(offset) {
             let result = vht_fbc::solve_str(&xml[..offset]);
-            assert!(
-                result.is_err(),
-                "a document cut at byte {offset} was solved"
-            );
+            assert!(result.is_err(), "a document cut at byte {offset} was solved");
         }
         offset += 97;
     }

@@ -32,14 +32,10 @@ fn main() {
         .iter()
         .map(|case| {
             let (dir, case, listed) = (dir.clone(), case.clone(), expected.get(case).cloned());
-            Trial::test(case.clone(), move || {
-                check_case(&dir, &case, listed.as_deref())
-            })
+            Trial::test(case.clone(), move || check_case(&dir, &case, listed.as_deref()))
         })
         .collect();
-    trials.push(Trial::test("summary", move || {
-        summary(&dir, &cases, &expected)
-    }));
+    trials.push(Trial::test("summary", move || summary(&dir, &cases, &expected)));
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -65,12 +61,8 @@ fn flux_balance_cases(dir: &Path) -> Vec<String> {
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| name.len() == 5 && name.bytes().all(|b| b.is_ascii_digit()))
         .filter(|case| {
-            let model = std::fs::read_to_string(dir.join(case).join(format!("{case}-model.m")))
-                .unwrap_or_default();
-            model.lines().any(|l| {
-                l.strip_prefix("testType:")
-                    .is_some_and(|t| t.trim() == "FluxBalanceSteadyState")
-            })
+            let model = std::fs::read_to_string(dir.join(case).join(format!("{case}-model.m"))).unwrap_or_default();
+            model.lines().any(|l| l.strip_prefix("testType:").is_some_and(|t| t.trim() == "FluxBalanceSteadyState"))
         })
         .collect();
     cases.sort();
@@ -79,8 +71,7 @@ fn flux_balance_cases(dir: &Path) -> Vec<String> {
 
 fn expected_failures() -> BTreeMap<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/expected_failures.txt");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -99,19 +90,14 @@ fn check_case(dir: &Path, case: &str, listed: Option<&str>) -> Result<(), Failed
             Ok(())
         }
         (Err(why), None) => Err(why.into()),
-        (Ok(()), Some(reason)) => Err(format!(
-            "{case} passes but is listed in expected_failures.txt ({reason}): remove it"
-        )
-        .into()),
+        (Ok(()), Some(reason)) => {
+            Err(format!("{case} passes but is listed in expected_failures.txt ({reason}): remove it").into())
+        }
     }
 }
 
 /// Counts and prints pass/fail per case; checks the count and the list agree.
-fn summary(
-    dir: &Path,
-    cases: &[String],
-    expected: &BTreeMap<String, String>,
-) -> Result<(), Failed> {
+fn summary(dir: &Path, cases: &[String], expected: &BTreeMap<String, String>) -> Result<(), Failed> {
     let mut passed = 0;
     let mut problems = Vec::new();
     for case in cases {
@@ -133,15 +119,11 @@ fn summary(
     }
     println!("{passed}/{} FluxBalanceSteadyState cases pass", cases.len());
     if cases.len() >= FULL_SUITE_CASES && passed < MIN_PASSING_FULL_SUITE {
-        problems.push(format!(
-            "{passed} cases pass, fewer than the {MIN_PASSING_FULL_SUITE} measured"
-        ));
+        problems.push(format!("{passed} cases pass, fewer than the {MIN_PASSING_FULL_SUITE} measured"));
     }
     if cases.len() >= FULL_SUITE_CASES {
         for case in expected.keys().filter(|c| !cases.contains(c)) {
-            problems.push(format!(
-                "{case} is listed in expected_failures.txt but is not an FBA case"
-            ));
+            problems.push(format!("{case} is listed in expected_failures.txt but is not an FBA case"));
         }
     }
     if problems.is_empty() {
@@ -191,11 +173,7 @@ fn run_case(dir: &Path, case: &str) -> Result<(), String> {
     }
     let mut mismatches = Vec::new();
     for file in &files {
-        let level = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.rsplit('-').next())
-            .unwrap_or("?");
+        let level = file.file_stem().and_then(|s| s.to_str()).and_then(|s| s.rsplit('-').next()).unwrap_or("?");
         let solution = match vht_fbc::solve_file(file) {
             Ok(s) => s,
             Err(e) => {
@@ -211,9 +189,7 @@ fn run_case(dir: &Path, case: &str) -> Result<(), String> {
             let got = solution.value(var);
             let ok = match got {
                 Some(got) if want.is_nan() => got.is_nan(),
-                Some(got) => {
-                    (want - got).abs() <= settings.absolute + settings.relative * want.abs()
-                }
+                Some(got) => (want - got).abs() <= settings.absolute + settings.relative * want.abs(),
                 None => false,
             };
             if !ok {
@@ -236,8 +212,7 @@ struct Settings {
 }
 
 fn read_settings(path: &Path) -> Result<Settings, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key).and_then(|rest| rest.strip_prefix(':')))
@@ -246,23 +221,17 @@ fn read_settings(path: &Path) -> Result<Settings, String> {
     };
     let number = |key: &str| -> Result<f64, String> {
         let raw = field(key)?;
-        raw.parse()
-            .map_err(|_| format!("{}: `{key}: {raw}` is not a number", path.display()))
+        raw.parse().map_err(|_| format!("{}: `{key}: {raw}` is not a number", path.display()))
     };
     Ok(Settings {
-        variables: field("variables")?
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
+        variables: field("variables")?.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect(),
         absolute: number("absolute")?,
         relative: number("relative")?,
     })
 }
 
 fn read_results(path: &Path) -> Result<BTreeMap<String, f64>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let (Some(header), Some(row)) = (lines.next(), lines.next()) else {
         return Err(format!("{}: expected a header and one row", path.display()));
@@ -272,11 +241,7 @@ fn read_results(path: &Path) -> Result<BTreeMap<String, f64>, String> {
         .zip(row.split(','))
         .map(|(name, value)| {
             let v = value.trim();
-            let v = if v.eq_ignore_ascii_case("nan") {
-                Ok(f64::NAN)
-            } else {
-                v.parse()
-            };
+            let v = if v.eq_ignore_ascii_case("nan") { Ok(f64::NAN) } else { v.parse() };
             v.map(|v| (name.trim().to_string(), v))
                 .map_err(|_| format!("{}: `{value}` is not a number", path.display()))
         })
