@@ -51,7 +51,8 @@ impl FastSystem {
             return Ok(());
         }
         let m = &l.doc.model;
-        let values = initial_values(&l.model).map_err(|source| LowerError::Check { file: l.file.clone(), source })?;
+        let start = without_placeholders(&l.model);
+        let values = initial_values(&start).map_err(|source| LowerError::Check { file: l.file.clone(), source })?;
         let env = Values { v: &values };
 
         // The species the fast reactions change, and their amount symbols;
@@ -140,11 +141,15 @@ impl FastSystem {
                 .collect()
         };
         let amount_exprs: Vec<Expr> = amounts.iter().map(|&a| Expr::Sym(a)).collect();
+        let initial_amounts: Vec<Expr> = amounts.iter().map(|&a| l.model.symbol(a).initial.clone()).collect();
         let mut totals = Vec::new();
         for (k, law) in laws.iter().enumerate() {
             let total = dot(law, &amount_exprs);
             let name = format!("fast_total#{}", k + 1);
-            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate: dot(law, &slow) }, total.clone());
+            // The totals start from the initial amounts themselves (not the
+            // guesses below), so they follow parameters a cohort changes.
+            let t0 = dot(law, &initial_amounts);
+            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate: dot(law, &slow) }, t0);
             l.model.algebraic.push(total.clone() - Expr::Sym(t));
             totals.push((t, total));
         }
@@ -153,6 +158,43 @@ impl FastSystem {
             let r = &m.reactions[fast_rx[j]];
             l.model.algebraic.push(Expr::Sym(syms[&r.id]));
         }
+
+        // First guesses: the equilibrium the fast reactions relax to, one
+        // group of reactions sharing species at a time (case 01565 has 52
+        // independent pairs: relaxing them jointly costs a 104² Jacobian).
+        if let Ok(order) = vht_ir::evaluation_order(&start) {
+            let mut guesses: Vec<f64> = amounts.iter().map(|a| values[a.index()]).collect();
+            for (rows, cols) in components(&nf) {
+                let sub_amounts: Vec<Sym> = rows.iter().map(|&i| amounts[i]).collect();
+                let sub_nf: Vec<Vec<f64>> = rows.iter().map(|&i| cols.iter().map(|&j| nf[i][j]).collect()).collect();
+                let fluxes: Vec<Sym> = cols.iter().map(|&j| syms[&m.reactions[fast_rx[j]].id]).collect();
+                let order = needed(&start, &order, &fluxes);
+                let a0: Vec<f64> = rows.iter().map(|&i| guesses[i]).collect();
+                if !a0.iter().all(|x| x.is_finite()) {
+                    continue;
+                }
+                let mut relaxation = Relaxation {
+                    model: &start,
+                    order,
+                    values: values.clone(),
+                    amounts: &sub_amounts,
+                    nf: &sub_nf,
+                    fluxes,
+                };
+                if let Some(a) = relaxation.relax(&a0) {
+                    for (&i, x) in rows.iter().zip(a) {
+                        guesses[i] = x;
+                    }
+                }
+            }
+            for (&s, x) in amounts.iter().zip(guesses) {
+                if x.is_finite() {
+                    l.model.symbols[s.index()].initial = Expr::Num(x);
+                }
+            }
+        }
+        let before_start: HashMap<Sym, Expr> = amounts.iter().copied().zip(initial_amounts.iter().cloned()).collect();
+        history_before_start(&mut l.model, &before_start);
 
         // An event that sets a fast species or a quantity a law reads
         // changes the totals: they are recomputed from the values after it.
@@ -167,6 +209,117 @@ impl FastSystem {
         }
         Ok(())
     }
+}
+
+/// Before the start the model sits at its initial values, and for fast
+/// species those are the amounts as given, before the equilibration (case
+/// 01539: a delay of a fast species reads 2 at t = 0, not the equilibrium).
+/// The guesses above are equilibrium values, so a delayed read that reaches
+/// before t = 0 is given the given amounts explicitly:
+/// `delay(x, τ)` becomes `piecewise(delay(x, τ) if t - τ ≥ 0, x at the start)`.
+fn history_before_start(model: &mut Model, start: &HashMap<Sym, Expr>) {
+    let n = model.symbols.len();
+    // Assigned symbols whose value depends on a fast amount, with their definitions.
+    let mut defs: HashMap<Sym, Expr> = HashMap::new();
+    if let Ok(order) = vht_ir::evaluation_order(&without_placeholders(model)) {
+        for s in order {
+            if let SymbolKind::Assigned { expr } = &model.symbol(s).kind {
+                if expr.instant_symbols().iter().any(|d| start.contains_key(d) || defs.contains_key(d)) {
+                    defs.insert(s, expr.clone());
+                }
+            }
+        }
+    }
+    fn at_start(e: &Expr, start: &HashMap<Sym, Expr>, defs: &HashMap<Sym, Expr>, depth: usize) -> Expr {
+        e.clone().substitute(&mut |s| match (start.get(&s), defs.get(&s)) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(d)) if depth < 64 => Some(at_start(d, start, defs, depth + 1)),
+            _ => None,
+        })
+    }
+    let reads_fast = |x: &Expr| x.symbols().iter().any(|s| s.index() < n && (start.contains_key(s) || defs.contains_key(s)));
+    let mut rewrite = |e: Expr| -> Expr {
+        e.map(&mut |node| match node {
+            Expr::Delay(x, tau) if reads_fast(&x) => {
+                let given = at_start(&x, start, &defs, 0);
+                let started = Expr::bin(vht_ir::BinOp::Ge, Expr::Time - (*tau).clone(), Expr::Num(0.0));
+                Expr::Piecewise(vec![(Expr::Delay(x, tau), started)], Box::new(given))
+            }
+            other => other,
+        })
+    };
+    for sym in &mut model.symbols {
+        sym.initial = rewrite(std::mem::replace(&mut sym.initial, Expr::Num(0.0)));
+        if let SymbolKind::Assigned { expr } | SymbolKind::State { rate: expr } = &mut sym.kind {
+            *expr = rewrite(std::mem::replace(expr, Expr::Num(0.0)));
+        }
+    }
+    for g in &mut model.algebraic {
+        *g = rewrite(std::mem::replace(g, Expr::Num(0.0)));
+    }
+    for ev in &mut model.events {
+        ev.trigger = rewrite(std::mem::replace(&mut ev.trigger, Expr::Num(0.0)));
+        ev.delay = ev.delay.take().map(&mut rewrite);
+        ev.priority = ev.priority.take().map(&mut rewrite);
+        for a in &mut ev.assignments {
+            a.value = rewrite(std::mem::replace(&mut a.value, Expr::Num(0.0)));
+        }
+    }
+}
+
+/// Groups of species (rows) and fast reactions (columns) connected through
+/// nonzero stoichiometries.
+fn components(nf: &[Vec<f64>]) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let n = nf.len();
+    let m = nf.first().map_or(0, Vec::len);
+    let mut group: Vec<usize> = (0..n).collect();
+    fn root(g: &mut [usize], mut i: usize) -> usize {
+        while g[i] != i {
+            g[i] = g[g[i]];
+            i = g[i];
+        }
+        i
+    }
+    for j in 0..m {
+        let rows: Vec<usize> = (0..n).filter(|&i| nf[i][j].abs() > EPS).collect();
+        for w in rows.windows(2) {
+            let (a, b) = (root(&mut group, w[0]), root(&mut group, w[1]));
+            group[a] = b;
+        }
+    }
+    let mut out: Vec<(usize, Vec<usize>, Vec<usize>)> = Vec::new();
+    for i in 0..n {
+        let r = root(&mut group, i);
+        match out.iter_mut().find(|(g, _, _)| *g == r) {
+            Some((_, rows, _)) => rows.push(i),
+            None => out.push((r, vec![i], Vec::new())),
+        }
+    }
+    for j in 0..m {
+        if let Some(i) = (0..n).find(|&i| nf[i][j].abs() > EPS) {
+            let r = root(&mut group, i);
+            if let Some((_, _, cols)) = out.iter_mut().find(|(g, _, _)| *g == r) {
+                cols.push(j);
+            }
+        }
+    }
+    out.into_iter().map(|(_, rows, cols)| (rows, cols)).collect()
+}
+
+/// The assigned symbols (in evaluation order) that `targets` depend on.
+fn needed(m: &Model, order: &[Sym], targets: &[Sym]) -> Vec<Sym> {
+    let mut need = vec![false; m.symbols.len()];
+    let mut stack: Vec<Sym> = targets.to_vec();
+    while let Some(s) = stack.pop() {
+        if need[s.index()] {
+            continue;
+        }
+        need[s.index()] = true;
+        if let SymbolKind::Assigned { expr } = &m.symbol(s).kind {
+            stack.extend(expr.instant_symbols().into_iter().filter(|d| d.index() < need.len()));
+        }
+    }
+    order.iter().copied().filter(|s| need[s.index()]).collect()
 }
 
 /// `Σ law_i · x_i`, leaving out zero coefficients and unit factors.
@@ -270,10 +423,9 @@ impl Env for Values<'_> {
     }
 }
 
-/// Every symbol's value at the start (algebraic unknowns at their guesses).
-fn initial_values(m: &Model) -> Result<Vec<f64>, vht_ir::OrderError> {
-    // rateOf placeholders are not resolved yet: read them as NaN (the
-    // ordering must not see symbols outside the model).
+/// A copy of the model where the rateOf placeholders, not resolved yet,
+/// read as NaN (the orderings must not see symbols outside the model).
+fn without_placeholders(m: &Model) -> Model {
     let mut m = m.clone();
     let n = m.symbols.len() as u32;
     let hide = |e: Expr| e.substitute(&mut |s| (s.0 >= n).then_some(Expr::Num(f64::NAN)));
@@ -283,7 +435,11 @@ fn initial_values(m: &Model) -> Result<Vec<f64>, vht_ir::OrderError> {
             *expr = hide(std::mem::replace(expr, Expr::Num(0.0)));
         }
     }
-    let m = &m;
+    m
+}
+
+/// Every symbol's value at the start (algebraic unknowns at their guesses).
+fn initial_values(m: &Model) -> Result<Vec<f64>, vht_ir::OrderError> {
     let order = vht_ir::initial_order(m)?;
     let mut v = vec![f64::NAN; m.symbols.len()];
     for s in order {
@@ -295,6 +451,115 @@ fn initial_values(m: &Model) -> Result<Vec<f64>, vht_ir::OrderError> {
         v[s.index()] = eval(e, &Values { v: &v });
     }
     Ok(v)
+}
+
+/// The fast subsystem `da/dt = N_f · v(a)` at the start, for relaxation.
+struct Relaxation<'a> {
+    model: &'a Model,
+    order: Vec<Sym>,
+    values: Vec<f64>,
+    amounts: &'a [Sym],
+    nf: &'a [Vec<f64>],
+    fluxes: Vec<Sym>,
+}
+
+impl Relaxation<'_> {
+    fn f(&mut self, a: &[f64]) -> Vec<f64> {
+        for (k, &s) in self.amounts.iter().enumerate() {
+            self.values[s.index()] = a[k];
+        }
+        for &s in &self.order {
+            if let SymbolKind::Assigned { expr } = &self.model.symbol(s).kind {
+                self.values[s.index()] = eval(expr, &Values { v: &self.values });
+            }
+        }
+        let v: Vec<f64> = self.fluxes.iter().map(|s| self.values[s.index()]).collect();
+        self.nf.iter().map(|row| row.iter().zip(&v).map(|(n, v)| n * v).sum()).collect()
+    }
+
+    /// Pseudo-transient continuation: backward Euler steps of growing size
+    /// from the initial amounts. It follows the fast dynamics, so where the
+    /// equilibrium has several roots (v = k·A·B) it ends at the one the
+    /// reactions run to, which a Newton solve from the start need not find.
+    fn relax(&mut self, a0: &[f64]) -> Option<Vec<f64>> {
+        let n = a0.len();
+        let norm = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let scale = norm(a0).max(1e-300);
+        let mut a = a0.to_vec();
+        let mut f = self.f(&a);
+        if !f.iter().all(|x| x.is_finite()) {
+            return None;
+        }
+        let mut fnorm = norm(&f);
+        if fnorm == 0.0 {
+            return Some(a);
+        }
+        let mut dt = 1e-3 * scale / fnorm;
+        let f0 = fnorm;
+        for _ in 0..400 {
+            if fnorm <= 1e-13 * f0 || dt > 1e15 {
+                break;
+            }
+            // (I - dt J) Δ = dt f, with J by finite differences.
+            let mut m = vec![vec![0.0; n + 1]; n];
+            for j in 0..n {
+                let h = 1e-7 * a[j].abs().max(1e-7 * scale);
+                let mut ah = a.clone();
+                ah[j] += h;
+                let fh = self.f(&ah);
+                for i in 0..n {
+                    m[i][j] = -dt * (fh[i] - f[i]) / h;
+                }
+                m[j][j] += 1.0;
+            }
+            for i in 0..n {
+                m[i][n] = dt * f[i];
+            }
+            // A step may change no amount by more than half its size: a
+            // Newton-like jump could land on another root (x(5 - x) = 0 from
+            // x = 2 jumps to -4, then 0, though the reaction runs to 5).
+            let step =
+                solve_dense(m).filter(|d| d.iter().zip(&a).all(|(d, x)| d.abs() <= 0.5 * (x.abs() + 1e-3 * scale)));
+            let trial: Option<Vec<f64>> = step.map(|d| a.iter().zip(d).map(|(x, d)| x + d).collect());
+            let f_trial = trial.as_ref().map(|t| self.f(t));
+            match (trial, f_trial) {
+                (Some(t), Some(ft)) if t.iter().chain(&ft).all(|x| x.is_finite()) => {
+                    let ftn = norm(&ft);
+                    // Grow the step as the residual falls (switched evolution relaxation).
+                    dt *= (fnorm / ftn.max(1e-300)).clamp(0.5, 4.0);
+                    a = t;
+                    f = ft;
+                    fnorm = ftn;
+                }
+                _ => dt *= 0.25,
+            }
+        }
+        Some(a)
+    }
+}
+
+/// Gaussian elimination with partial pivoting on an augmented matrix.
+fn solve_dense(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let n = a.len();
+    for c in 0..n {
+        let p = (c..n).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))?;
+        if a[p][c].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(c, p);
+        for i in c + 1..n {
+            let f = a[i][c] / a[c][c];
+            for k in c..=n {
+                a[i][k] -= f * a[c][k];
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| a[i][k] * x[k]).sum();
+        x[i] = (a[i][n] - s) / a[i][i];
+    }
+    Some(x)
 }
 
 #[cfg(test)]

@@ -55,7 +55,9 @@ pub enum LowerError {
     Overdetermined { file: String, id: String, first: String, second: String },
     #[error("{file}: {context} cannot set '{id}', which is a {what}")]
     BadTarget { file: String, context: String, id: String, what: &'static str },
-    #[error("{file}: algebraic rule {index} (line {line}) has no unknown left to determine (the model is overdetermined)")]
+    #[error(
+        "{file}: algebraic rule {index} (line {line}) has no unknown left to determine (the model is overdetermined)"
+    )]
     UnmatchedAlgebraicRule { file: String, index: usize, line: u32 },
     #[error("{file}: {source}")]
     Check {

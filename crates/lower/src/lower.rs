@@ -188,7 +188,12 @@ impl<'d> Lowering<'d> {
             match self.ids.get(var) {
                 None => return Err(self.undefined(context, "variable", var)),
                 Some(e @ Entity::Reaction(_)) => {
-                    return Err(LowerError::BadTarget { file: self.file.clone(), context, id: var.clone(), what: e.what() })
+                    return Err(LowerError::BadTarget {
+                        file: self.file.clone(),
+                        context,
+                        id: var.clone(),
+                        what: e.what(),
+                    })
                 }
                 Some(_) => self.set(var, setter)?,
             }
@@ -326,7 +331,6 @@ impl<'d> Lowering<'d> {
         !s.has_only_substance_units
     }
 
-
     fn create_symbols(&mut self) {
         let m = &self.doc.model;
         let nan = || Expr::Num(f64::NAN);
@@ -337,8 +341,8 @@ impl<'d> Lowering<'d> {
         for (i, sp) in m.species.iter().enumerate() {
             let s = self.model.add(&sp.id, Role::Species, SymbolKind::Parameter, nan());
             self.syms.insert(sp.id.clone(), s);
-            let needs_amount = self.is_concentration(sp)
-                && matches!(self.setter(&sp.id), Setter::Nothing | Setter::Reactions);
+            let needs_amount =
+                self.is_concentration(sp) && matches!(self.setter(&sp.id), Setter::Nothing | Setter::Reactions);
             if needs_amount {
                 if let Some(Entity::Compartment(_)) = self.ids.get(&sp.compartment) {
                     // '.' cannot occur in an SBML id, so this name is free.
@@ -361,7 +365,12 @@ impl<'d> Lowering<'d> {
             if let Some(kl) = &r.kinetic_law {
                 for p in &kl.local_parameters {
                     let name = format!("{}.{}", r.id, p.id);
-                    let s = self.model.add(&name, Role::Parameter, SymbolKind::Parameter, p.value.map_or_else(nan, Expr::Num));
+                    let s = self.model.add(
+                        &name,
+                        Role::Parameter,
+                        SymbolKind::Parameter,
+                        p.value.map_or_else(nan, Expr::Num),
+                    );
                     locals.insert(p.id.clone(), s);
                 }
             }
@@ -408,7 +417,12 @@ impl<'d> Lowering<'d> {
             match self.ids.get(&ia.symbol) {
                 None => return Err(self.undefined(ctx, "symbol", &ia.symbol)),
                 Some(e @ Entity::Reaction(_)) => {
-                    return Err(LowerError::BadTarget { file: file.clone(), context: ctx, id: ia.symbol.clone(), what: e.what() })
+                    return Err(LowerError::BadTarget {
+                        file: file.clone(),
+                        context: ctx,
+                        id: ia.symbol.clone(),
+                        what: e.what(),
+                    })
                 }
                 Some(_) => {}
             }
@@ -451,7 +465,10 @@ impl<'d> Lowering<'d> {
                     } else {
                         self.warn(
                             Some(sr.line),
-                            format!("species reference to '{}' in reaction '{}' has no stoichiometry", sr.species, r.id),
+                            format!(
+                                "species reference to '{}' in reaction '{}' has no stoichiometry",
+                                sr.species, r.id
+                            ),
                         );
                         Expr::Num(f64::NAN)
                     };
@@ -575,7 +592,10 @@ impl<'d> Lowering<'d> {
             };
             if ia.is_none() && sp.initial_amount.is_none() && sp.initial_concentration.is_none() {
                 if !matches!(self.setter(&sp.id), Setter::AssignmentRule(_)) {
-                    self.warn(Some(sp.line), format!("species '{}' has no initial value and nothing assigns one", sp.id));
+                    self.warn(
+                        Some(sp.line),
+                        format!("species '{}' has no initial value and nothing assigns one", sp.id),
+                    );
                 }
             }
             let setter = self.setter(&sp.id);
@@ -604,11 +624,7 @@ impl<'d> Lowering<'d> {
                 let ssym = &mut self.model.symbols[s.index()];
                 ssym.kind = SymbolKind::Assigned { expr: Expr::Sym(a) / Expr::Sym(cs) };
                 ssym.initial = Expr::Num(f64::NAN);
-                self.model.species.push(SpeciesView {
-                    sym: s,
-                    amount: Expr::Sym(a),
-                    concentration: Expr::Sym(s),
-                });
+                self.model.species.push(SpeciesView { sym: s, amount: Expr::Sym(a), concentration: Expr::Sym(s) });
                 continue;
             }
             let kind = match setter {
@@ -630,11 +646,8 @@ impl<'d> Lowering<'d> {
             let sym = &mut self.model.symbols[s.index()];
             sym.kind = kind;
             sym.initial = sbml_initial;
-            let (amount, concentration) = if conc {
-                (Expr::Sym(s) * c_expr(), Expr::Sym(s))
-            } else {
-                (Expr::Sym(s), Expr::Sym(s) / c_expr())
-            };
+            let (amount, concentration) =
+                if conc { (Expr::Sym(s) * c_expr(), Expr::Sym(s)) } else { (Expr::Sym(s), Expr::Sym(s) / c_expr()) };
             self.model.species.push(SpeciesView { sym: s, amount, concentration });
         }
 
@@ -661,7 +674,10 @@ impl<'d> Lowering<'d> {
             let mut values: Vec<(&str, Expr)> = Vec::new();
             for ea in &ev.assignments {
                 let Some(math) = &ea.math else {
-                    self.warn(Some(ea.line), format!("{ctx}: assignment to '{}' has no math; it is ignored", ea.variable));
+                    self.warn(
+                        Some(ea.line),
+                        format!("{ctx}: assignment to '{}' has no math; it is ignored", ea.variable),
+                    );
                     continue;
                 };
                 values.push((ea.variable.as_str(), conv.expr(math, &scope)?));
@@ -706,7 +722,8 @@ impl<'d> Lowering<'d> {
                             let rate_ruled = matches!(self.setter(&sp.id), Setter::RateRule(_));
                             if rate_ruled && self.is_concentration(sp) {
                                 let (s, c) = (syms[&sp.id], syms[*var]);
-                                let conc = values.iter().find(|(v, _)| *v == sp.id).map_or(Expr::Sym(s), |(_, e)| e.clone());
+                                let conc =
+                                    values.iter().find(|(v, _)| *v == sp.id).map_or(Expr::Sym(s), |(_, e)| e.clone());
                                 let rescaled = conc * Expr::Sym(c) / value.clone();
                                 assignments.retain(|a| a.target != s);
                                 assignments.push(EventAssignment { target: s, value: rescaled });
@@ -752,14 +769,9 @@ impl<'d> Lowering<'d> {
             return;
         }
         // Amount-backed concentrations: S = A / V.
-        let backed: HashMap<Sym, (Sym, Sym)> = self
-            .amounts
-            .iter()
-            .filter_map(|(&si, &(a, c))| self.syms_species(si).map(|s| (s, (a, c))))
-            .collect();
-        let rate = |s: Sym, model: &Model, diags: &mut Vec<String>| -> Expr {
-            rate_expr(s, model, &backed, diags)
-        };
+        let backed: HashMap<Sym, (Sym, Sym)> =
+            self.amounts.iter().filter_map(|(&si, &(a, c))| self.syms_species(si).map(|s| (s, (a, c)))).collect();
+        let rate = |s: Sym, model: &Model, diags: &mut Vec<String>| -> Expr { rate_expr(s, model, &backed, diags) };
         let mut notes = Vec::new();
         let mut rates: Vec<Expr> = targets.iter().map(|&t| rate(t, &self.model, &mut notes)).collect();
         // Rates may themselves read rateOf (at most a few levels in valid SBML).

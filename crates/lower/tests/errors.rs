@@ -54,7 +54,9 @@ fn optional_package_is_a_warning() {
     check(
         r#"<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1"
   xmlns:layout="http://www.sbml.org/sbml/level3/version1/layout/version1" layout:required="false"><model/></sbml>"#,
-        expect!["ok: 0 symbols; model.xml:1: warning: package 'layout' is not used in simulation: its elements are ignored"],
+        expect![
+            "ok: 0 symbols; model.xml:1: warning: package 'layout' is not used in simulation: its elements are ignored"
+        ],
     );
 }
 

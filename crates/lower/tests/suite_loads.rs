@@ -158,9 +158,7 @@ fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
 
 fn settings(dir: &Path, case: &str) -> HashMap<String, String> {
     let text = std::fs::read_to_string(dir.join(format!("{case}-settings.txt"))).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-        .collect()
+    text.lines().filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect()
 }
 
 fn list(s: Option<&String>) -> Vec<String> {
@@ -205,9 +203,8 @@ fn check_t0(dir: &Path, case: &str, m: &Model) -> Result<(), String> {
             Some(view) if concs.iter().any(|a| a == name) => eval(&view.concentration, &env),
             _ => v[s.index()],
         };
-        let ok = (got.is_nan() && want.is_nan())
-            || (got == *want)
-            || (got - want).abs() <= abs + rel * want.abs() * 10.0;
+        let ok =
+            (got.is_nan() && want.is_nan()) || (got == *want) || (got - want).abs() <= abs + rel * want.abs() * 10.0;
         if !ok {
             bad.push(format!("{name}: got {got}, expected {want}"));
         }

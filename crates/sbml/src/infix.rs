@@ -57,9 +57,8 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, FormulaError> {
                 }
             }
             let text = &src[start..i];
-            let v: f64 = text
-                .parse()
-                .map_err(|_| FormulaError { at: start, problem: format!("bad number '{text}'") })?;
+            let v: f64 =
+                text.parse().map_err(|_| FormulaError { at: start, problem: format!("bad number '{text}'") })?;
             out.push((start, Tok::Num(v)));
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
@@ -247,7 +246,9 @@ mod tests {
     fn precedence() {
         check(
             "a + b*c^2",
-            expect_test::expect![[r#"Apply(Plus, [Ci("a"), Apply(Times, [Ci("b"), Apply(Power, [Ci("c"), Num(2.0)])])])"#]],
+            expect_test::expect![[
+                r#"Apply(Plus, [Ci("a"), Apply(Times, [Ci("b"), Apply(Power, [Ci("c"), Num(2.0)])])])"#
+            ]],
         );
         check("-a^2", expect_test::expect![[r#"Apply(Minus, [Apply(Power, [Ci("a"), Num(2.0)])])"#]]);
         check("a - b - c", expect_test::expect![[r#"Apply(Minus, [Apply(Minus, [Ci("a"), Ci("b")]), Ci("c")])"#]]);

@@ -78,7 +78,7 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
     };
     let core_ns = root.tag_name().namespace().map(str::to_string);
     let mut r = Reader {
-        xdoc: &xdoc,
+        tree: std::marker::PhantomData,
         lines: crate::lines::LineIndex::new(xdoc.input_text()),
         file,
         level,
@@ -106,7 +106,8 @@ fn package_of(uri: &str) -> Option<&str> {
 }
 
 struct Reader<'a, 'input> {
-    xdoc: &'a roxmltree::Document<'input>,
+    /// Ties the reader to the tree whose nodes it walks.
+    tree: std::marker::PhantomData<&'a roxmltree::Document<'input>>,
     lines: crate::lines::LineIndex,
     file: &'a str,
     level: u32,

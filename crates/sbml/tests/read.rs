@@ -86,7 +86,10 @@ fn level_defaults() {
     assert!(m.reactions[0].reversible && !m.reactions[0].fast);
     assert_eq!(m.reactions[0].reactants[0].stoichiometry, Some(1.0));
     let e = &m.events[0];
-    assert_eq!((e.id.as_str(), e.initial_value, e.persistent, e.use_values_from_trigger_time), ("event1", true, true, true));
+    assert_eq!(
+        (e.id.as_str(), e.initial_value, e.persistent, e.use_values_from_trigger_time),
+        ("event1", true, true, true)
+    );
 }
 
 #[test]
@@ -108,8 +111,5 @@ fn level1_names_and_formulas() {
     assert_eq!(m.rules[0].variable.as_deref(), Some("k"));
     assert_eq!(m.reactions[0].reactants[0].stoichiometry, Some(1.5));
     let law = m.reactions[0].kinetic_law.as_ref().and_then(|k| k.math.clone());
-    assert_eq!(
-        law,
-        Some(Math::Apply(vht_sbml::Op::Times, vec![Math::Ci("k".into()), Math::Ci("S".into())]))
-    );
+    assert_eq!(law, Some(Math::Apply(vht_sbml::Op::Times, vec![Math::Ci("k".into()), Math::Ci("S".into())])));
 }
