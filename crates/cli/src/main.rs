@@ -57,6 +57,9 @@ struct SimulateArgs {
     /// Print the integrator's work counters to standard error.
     #[arg(long)]
     stats: bool,
+    /// Linear solver of the integrator: auto (dense up to 40 states), dense or sparse.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "dense", "sparse"])]
+    linear: String,
     /// Compile with the interpreter instead of the JIT.
     #[arg(long)]
     interpret: bool,
@@ -123,6 +126,11 @@ fn simulate(a: SimulateArgs) -> Result<()> {
         points: a.points,
         rtol: a.rtol,
         atol: a.atol,
+        linear_solver: match a.linear.as_str() {
+            "dense" => vht_sim::LinearSolver::Dense,
+            "sparse" => vht_sim::LinearSolver::Sparse,
+            _ => vht_sim::LinearSolver::Auto,
+        },
         ..TimeCourse::default()
     };
     let t_sim = Instant::now();

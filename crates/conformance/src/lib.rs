@@ -291,6 +291,7 @@ fn run_case_inner(case: &Case, opts: &RunOptions) -> Outcome {
         deadline: Some(Instant::now() + opts.timeout),
         seed: 1,
         times: None,
+        linear_solver: vht_sim::LinearSolver::Auto,
     };
     let outputs = match sim.outputs(&columns) {
         Ok(o) => o,

@@ -31,4 +31,4 @@ mod simulator;
 
 pub use run::{simulate, Column, Outputs, SimError, TimeCourse, Trajectory};
 pub use simulator::{BuildError, Simulator};
-pub use vht_solver::Stats;
+pub use vht_solver::{LinearSolver, Stats};

@@ -6,7 +6,7 @@ use std::time::Instant;
 use vht_codegen::{DelayHost, Function, Slot};
 use vht_ir::eval::{eval, Env};
 use vht_ir::{Expr, Sym, SymbolKind};
-use vht_solver::{Options, SolveError, Stats, StepOutcome, System};
+use vht_solver::{LinearSolver, Options, SolveError, Stats, StepOutcome, System};
 
 use crate::events::{Pending, Queue};
 use crate::history::History;
@@ -29,6 +29,8 @@ pub struct TimeCourse {
     pub deadline: Option<Instant>,
     /// Seed for the choice among simultaneous events of equal priority.
     pub seed: u64,
+    /// Dense or sparse LU for the integrator's Newton systems.
+    pub linear_solver: LinearSolver,
 }
 
 impl Default for TimeCourse {
@@ -43,6 +45,7 @@ impl Default for TimeCourse {
             max_steps: 500_000,
             deadline: None,
             seed: 0,
+            linear_solver: LinearSolver::Auto,
         }
     }
 }
@@ -334,7 +337,13 @@ impl<'s> Run<'s> {
             next_out += 1;
         }
 
-        let options = Options { rtol: tc.rtol, atol: tc.atol, max_steps: tc.max_steps, ..Options::default() };
+        let options = Options {
+            rtol: tc.rtol,
+            atol: tc.atol,
+            max_steps: tc.max_steps,
+            linear_solver: tc.linear_solver,
+            ..Options::default()
+        };
         let x_start = x.clone();
         let stats = vht_solver::integrate(self, t0, &x_start, &options, |it| -> Result<Stats, SimError> {
             let mut stop_at: Option<f64> = None;
