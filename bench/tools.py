@@ -183,6 +183,7 @@ def main():
     ap.add_argument("--tight-atol", type=float, default=1e-14)
     ap.add_argument("--normal-trajectory", help="write the single time course (normal tolerances) here")
     ap.add_argument("--member-trajectory", help="write cohort member 0's time course here")
+    ap.add_argument("--tight-only", action="store_true", help="only write the tight trajectory (no timing)")
     args = ap.parse_args()
 
     out = {"tool": args.tool, "model": args.model, "rtol": args.rtol, "atol": args.atol}
@@ -206,6 +207,11 @@ def main():
             write_csv(args.trajectory, names, rows)
         except Exception as e:
             out["tight_error"] = str(e)[:300]
+
+    if args.tight_only:
+        print(json.dumps(out))
+        sys.stdout.flush()
+        os._exit(0)
 
     tool.tolerances(args.rtol, args.atol)
     times, err = [], None
