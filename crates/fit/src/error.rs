@@ -1,0 +1,78 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a PEtab file something was found: file, 1-based line, and the
+/// column (table header) or yaml key it was in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct At {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: String,
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        if !self.column.is_empty() {
+            write!(f, ", column '{}'", self.column)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FitError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The problem yaml is malformed or uses YAML this reader does not take.
+    #[error("{}:{line}: {problem}", file.display())]
+    Yaml { file: PathBuf, line: usize, problem: String },
+    #[error("{at}: expected {expected}, found '{found}'")]
+    Value { at: At, expected: &'static str, found: String },
+    #[error("{at}: missing required column")]
+    MissingColumn { at: At },
+    #[error("{at}: unknown {what} '{id}'")]
+    UnknownId { at: At, what: &'static str, id: String },
+    #[error("{at}: '{id}' is defined twice (first at line {first_line})")]
+    Duplicate { at: At, id: String, first_line: usize },
+    #[error("{at}: in '{formula}' at character {offset}: {problem}")]
+    Formula { at: At, formula: String, offset: usize, problem: String },
+    /// Valid PEtab that this importer does not handle (yet).
+    #[error("{at}: not supported: {what}")]
+    Unsupported { at: At, what: String },
+    #[error("{at}: expected {expected} override values, found {found}")]
+    OverrideCount { at: At, expected: usize, found: usize },
+    #[error("{}: {source}", file.display())]
+    Model {
+        file: PathBuf,
+        #[source]
+        source: vht_lower::Error,
+    },
+    #[error("{}: {source}", file.display())]
+    Build {
+        file: PathBuf,
+        #[source]
+        source: vht_sim::BuildError,
+    },
+    #[error("simulating condition {condition}: {source}")]
+    Simulation {
+        condition: String,
+        #[source]
+        source: vht_sim::SimError,
+    },
+    #[error(
+        "condition {condition}: no steady state by t = {t} (weighted norm of the state derivative {norm:.3e}, needs < 1)"
+    )]
+    SteadyState { condition: String, t: f64, norm: f64 },
+    #[error("{expected} parameter values expected (one per row of the parameter table), found {found}")]
+    ParameterCount { expected: usize, found: usize },
+    #[error("no parameter '{id}' in the parameter table")]
+    NoSuchParameter { id: String },
+}

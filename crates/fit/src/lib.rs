@@ -1,0 +1,53 @@
+//! Parameter estimation problems in the PEtab v1 format: import, and the
+//! negative log-likelihood at given parameters.
+//!
+//! A PEtab problem is an SBML model plus four tables: parameters (scales,
+//! bounds, nominal values, priors), observables (formulas over the model,
+//! noise formulas, transformations, noise distributions), conditions (what
+//! each experiment changes in the model) and measurements. [`read`] gives a
+//! [`Problem`] (plain data, checked for internal consistency);
+//! [`Objective::new`] loads and compiles the model once for all conditions and
+//! resolves every formula and override against it; [`Objective::evaluate`]
+//! simulates each (pre-equilibration, simulation condition) pair and sums the
+//! PEtab likelihood terms.
+//!
+//! Design choices:
+//! - Observable and noise formulas are parsed to `vht_ir::Expr` over the
+//!   model's symbols plus "extras" (placeholders and parameter-table entries
+//!   that are not model symbols). The simulator reports the model symbols
+//!   they read; each measurement's formula is then evaluated with its own
+//!   placeholder values, which may differ between rows of one condition.
+//! - A condition that sets a species integrated as an amount sets its
+//!   initial concentration through a parameter added to the model, so a
+//!   compartment size set by the same condition is taken into account.
+//! - Steady states (pre-equilibration, `inf` times) come from simulating
+//!   until the state derivative is small ([`SteadyState`]); no Newton solve.
+//!
+//! ```no_run
+//! let problem = vht_fit::read(std::path::Path::new("Boehm_JProteomeRes2014.yaml"))?;
+//! let nominal = problem.nominal();
+//! let objective = vht_fit::Objective::new(problem, vht_fit::Settings::default())?;
+//! let value = objective.evaluate(&nominal)?;
+//! println!("{}", value.total());
+//! # Ok::<(), vht_fit::FitError>(())
+//! ```
+//!
+//! Architecture invariant: knows PEtab's files and semantics; knows nothing of
+//! SBML beyond `vht_lower::load`, and nothing of the solver beyond `vht_sim`.
+
+mod error;
+mod math;
+mod objective;
+mod problem;
+mod tsv;
+mod yaml;
+
+pub use error::{At, FitError};
+pub use math::{parse as parse_formula, FormulaError};
+pub use objective::{
+    neg_log_prior, nllh_term, Evaluation, ExperimentValue, Objective, Settings, SteadyState,
+};
+pub use problem::{
+    read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,
+    Transformation, Value,
+};
