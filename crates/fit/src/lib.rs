@@ -44,9 +44,7 @@ mod yaml;
 
 pub use error::{At, FitError};
 pub use math::{parse as parse_formula, FormulaError};
-pub use objective::{
-    neg_log_prior, nllh_term, Evaluation, ExperimentValue, Objective, Settings, SteadyState,
-};
+pub use objective::{neg_log_prior, nllh_term, Evaluation, ExperimentValue, Objective, Settings, SteadyState};
 pub use problem::{
     read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,
     Transformation, Value,

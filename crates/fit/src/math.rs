@@ -47,7 +47,8 @@ impl Tok {
     }
 }
 
-const OPS: [&str; 18] = ["**", "<=", ">=", "==", "!=", "&&", "||", "+", "-", "*", "/", "^", "(", ")", ",", "<", ">", "!"];
+const OPS: [&str; 18] =
+    ["**", "<=", ">=", "==", "!=", "&&", "||", "+", "-", "*", "/", "^", "(", ")", ",", "<", ">", "!"];
 
 fn lex(src: &str) -> Result<Vec<(usize, Tok)>, FormulaError> {
     let b = src.as_bytes();
@@ -75,9 +76,8 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, FormulaError> {
                 }
             }
             let text = &src[start..i];
-            let v: f64 = text
-                .parse()
-                .map_err(|_| FormulaError { offset: start, problem: format!("bad number '{text}'") })?;
+            let v: f64 =
+                text.parse().map_err(|_| FormulaError { offset: start, problem: format!("bad number '{text}'") })?;
             out.push((start, Tok::Num(v)));
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let start = i;

@@ -158,8 +158,8 @@ struct Row {
 impl Objective {
     /// Loads and compiles the model and checks the problem against it.
     pub fn new(problem: Problem, settings: Settings) -> Result<Objective, FitError> {
-        let (mut model, _diagnostics) =
-            vht_lower::load(&problem.model).map_err(|source| FitError::Model { file: problem.model.clone(), source })?;
+        let (mut model, _diagnostics) = vht_lower::load(&problem.model)
+            .map_err(|source| FitError::Model { file: problem.model.clone(), source })?;
         let param_index: HashMap<&str, usize> =
             problem.parameters.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
         let val = |v: &Value, at: &At| match v {
@@ -194,7 +194,11 @@ impl Objective {
             for (id, v) in &c.values {
                 let at = At { column: id.clone(), ..c.at.clone() };
                 let Some(s) = model.lookup(id) else {
-                    return Err(FitError::UnknownId { at, what: "model entity (condition table column)", id: id.clone() });
+                    return Err(FitError::UnknownId {
+                        at,
+                        what: "model entity (condition table column)",
+                        id: id.clone(),
+                    });
                 };
                 let target = match amount_inits.get(&s) {
                     Some(t) => *t,
@@ -220,7 +224,9 @@ impl Objective {
             let mut noise_slots: Vec<Option<usize>> = Vec::new();
             let mut parse = |formula: &str, column: &str| -> Result<Expr, FitError> {
                 let mut resolve = |name: &str| -> Option<Expr> {
-                    for (prefix, slots) in [("observableParameter", &mut obs_slots), ("noiseParameter", &mut noise_slots)] {
+                    for (prefix, slots) in
+                        [("observableParameter", &mut obs_slots), ("noiseParameter", &mut noise_slots)]
+                    {
                         if let Some(n) = placeholder(name, prefix, &o.id) {
                             while slots.len() < n {
                                 slots.push(None);
@@ -294,7 +300,8 @@ impl Objective {
 
         let sim = Simulator::new(model, &vht_codegen::Options::default())
             .map_err(|source| FitError::Build { file: problem.model.clone(), source })?;
-        let outputs = sim.outputs(&columns).map_err(|source| FitError::Simulation { condition: String::new(), source })?;
+        let outputs =
+            sim.outputs(&columns).map_err(|source| FitError::Simulation { condition: String::new(), source })?;
         Ok(Objective {
             problem,
             settings,
@@ -441,7 +448,13 @@ impl Objective {
 
     /// One simulation from t = 0 with outputs at `times`, then (if
     /// `steady`) on a geometric grid up to `max_time` later.
-    fn run(&self, times: &[f64], steady: bool, overrides: &[(Sym, f64)], condition: &str) -> Result<Trajectory, FitError> {
+    fn run(
+        &self,
+        times: &[f64],
+        steady: bool,
+        overrides: &[(Sym, f64)],
+        condition: &str,
+    ) -> Result<Trajectory, FitError> {
         let mut all = times.to_vec();
         if steady {
             let t_last = times.last().copied().unwrap_or(0.0);
@@ -475,11 +488,8 @@ impl Objective {
         for i in from..traj.times.len() {
             let r = traj.row(i);
             let n = self.state_cols.len().max(1) as f64;
-            let sum: f64 = self
-                .state_cols
-                .iter()
-                .map(|&(_, vc, rc)| (r[rc] / (ss.atol + ss.rtol * r[vc].abs())).powi(2))
-                .sum();
+            let sum: f64 =
+                self.state_cols.iter().map(|&(_, vc, rc)| (r[rc] / (ss.atol + ss.rtol * r[vc].abs())).powi(2)).sum();
             let norm = (sum / n).sqrt();
             if norm < 1.0 {
                 return Ok(i);
@@ -539,7 +549,8 @@ fn placeholder(name: &str, prefix: &str, obs: &str) -> Option<usize> {
 /// Groups measurements by (pre-equilibration, simulation condition), in
 /// order of first appearance, and checks override counts.
 fn group_experiments(problem: &Problem, observables: &[ObsCode]) -> Result<Vec<Experiment>, FitError> {
-    let cond_index: HashMap<&str, usize> = problem.conditions.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let cond_index: HashMap<&str, usize> =
+        problem.conditions.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let mut experiments: Vec<Experiment> = Vec::new();
     let param_index: HashMap<&str, usize> =
         problem.parameters.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
@@ -591,9 +602,13 @@ fn group_experiments(problem: &Problem, observables: &[ObsCode]) -> Result<Vec<E
         };
         let val = |v: &Value, col: &str| match v {
             Value::Number(x) => Ok(Val::Number(*x)),
-            Value::Parameter(id) => param_index.get(id.as_str()).map(|&i| Val::Parameter(i)).ok_or_else(|| {
-                FitError::UnknownId { at: At { column: col.into(), ..meas.at.clone() }, what: "parameter", id: id.clone() }
-            }),
+            Value::Parameter(id) => {
+                param_index.get(id.as_str()).map(|&i| Val::Parameter(i)).ok_or_else(|| FitError::UnknownId {
+                    at: At { column: col.into(), ..meas.at.clone() },
+                    what: "parameter",
+                    id: id.clone(),
+                })
+            }
         };
         let obs_vals =
             meas.observable_parameters.iter().map(|v| val(v, "observableParameters")).collect::<Result<_, _>>()?;

@@ -167,7 +167,10 @@ pub fn read(yaml_path: &Path) -> Result<Problem, FitError> {
     let problems = match doc.get("problems") {
         Some(Yaml::List { items, line }) => {
             if items.len() != 1 {
-                return Err(yerr(*line, format!("exactly one entry under 'problems' is supported, found {}", items.len())));
+                return Err(yerr(
+                    *line,
+                    format!("exactly one entry under 'problems' is supported, found {}", items.len()),
+                ));
             }
             &items[0]
         }
@@ -221,11 +224,7 @@ fn files(map: &Yaml, key: &str, file: &Path) -> Result<Vec<String>, FitError> {
             line: v.line(),
             problem: format!("'{key}' must be a file name or a list of them"),
         }),
-        None => Err(FitError::Yaml {
-            file: file.to_path_buf(),
-            line: map.line(),
-            problem: format!("missing '{key}'"),
-        }),
+        None => Err(FitError::Yaml { file: file.to_path_buf(), line: map.line(), problem: format!("missing '{key}'") }),
     }
 }
 
@@ -364,7 +363,11 @@ fn read_observables(t: &Table, out: &mut Vec<Observable>) -> Result<(), FitError
         let formula = t.get(row, Some(c_formula)).unwrap_or("").to_string();
         let noise_formula = t.get(row, Some(c_noise)).unwrap_or("").to_string();
         if noise_formula.is_empty() {
-            return Err(FitError::Value { at: t.at(row.line, "noiseFormula"), expected: "a formula", found: String::new() });
+            return Err(FitError::Value {
+                at: t.at(row.line, "noiseFormula"),
+                expected: "a formula",
+                found: String::new(),
+            });
         }
         out.push(Observable { id, formula, noise_formula, transformation, noise, at: t.at(row.line, "") });
     }
@@ -467,9 +470,10 @@ fn check_references(p: &Problem) -> Result<(), FitError> {
                 id: m.observable.clone(),
             });
         }
-        for (col, id) in
-            [("simulationConditionId", Some(&m.simulation)), ("preequilibrationConditionId", m.preequilibration.as_ref())]
-        {
+        for (col, id) in [
+            ("simulationConditionId", Some(&m.simulation)),
+            ("preequilibrationConditionId", m.preequilibration.as_ref()),
+        ] {
             if let Some(id) = id {
                 if !conds.contains_key(id.as_str()) {
                     return Err(FitError::UnknownId { at: with_col(&m.at, col), what: "condition", id: id.clone() });

@@ -215,7 +215,10 @@ mod tests {
             Yaml::Scalar { value, .. } => format!("{value:?}"),
             Yaml::List { items, .. } => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
             Yaml::Map { entries, .. } => {
-                format!("{{{}}}", entries.iter().map(|(k, v)| format!("{k}: {}", show(v))).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{{{}}}",
+                    entries.iter().map(|(k, v)| format!("{k}: {}", show(v))).collect::<Vec<_>>().join(", ")
+                )
             }
         }
     }
