@@ -16,6 +16,11 @@ pub(crate) const RATE_OF_BASE: u32 = 1 << 31;
 /// Nesting depth of function calls past which a definition must be recursive.
 const MAX_CALL_DEPTH: usize = 64;
 
+/// Deepest expression lowered, function bodies inlined. The reader bounds
+/// MathML depth; inlining can multiply it, and every later pass over the IR
+/// recurses, so this keeps them all within a default thread stack.
+const MAX_EXPR_DEPTH: usize = vht_sbml::MAX_MATH_DEPTH as usize;
+
 /// Avogadro's number as SBML L3 defines it (CODATA 2006).
 pub(crate) const AVOGADRO: f64 = 6.02214179e23;
 
@@ -25,6 +30,8 @@ pub(crate) struct Converter<'a> {
     pub syms: &'a HashMap<String, Sym>,
     /// Targets of `rateOf`, indexed by placeholder.
     pub rate_of: Vec<Sym>,
+    /// Current expression depth (see [`MAX_EXPR_DEPTH`]).
+    pub nesting: usize,
 }
 
 /// Where an expression comes from: for messages, and the local parameters
@@ -32,6 +39,14 @@ pub(crate) struct Converter<'a> {
 pub(crate) struct Scope<'s> {
     pub context: &'s str,
     pub locals: Option<&'s HashMap<String, Sym>>,
+    /// Inside a function body: its bound variables, as the lowered arguments.
+    pub bound: Option<&'s HashMap<String, Expr>>,
+}
+
+impl<'s> Scope<'s> {
+    pub fn new(context: &'s str, locals: Option<&'s HashMap<String, Sym>>) -> Scope<'s> {
+        Scope { context, locals, bound: None }
+    }
 }
 
 impl<'a> Converter<'a> {
@@ -52,7 +67,15 @@ impl<'a> Converter<'a> {
     }
 
     pub fn expr(&mut self, m: &Math, scope: &Scope) -> Result<Expr, LowerError> {
-        self.go(m, scope, 0)
+        let e = self.go(m, scope, 0)?;
+        // Arguments inlined into bodies can nest deeper than either.
+        if depth_of(&e) > MAX_EXPR_DEPTH {
+            return Err(self.bad(
+                scope,
+                format!("the expression is nested more than {MAX_EXPR_DEPTH} levels deep once functions are inlined"),
+            ));
+        }
+        Ok(e)
     }
 
     fn resolve(&self, name: &str, scope: &Scope) -> Result<Sym, LowerError> {
@@ -67,10 +90,28 @@ impl<'a> Converter<'a> {
         })
     }
 
+    /// Lowers `m`; `depth` counts nested function calls, `self.nesting`
+    /// the expression depth including inlined bodies, both bounded.
     fn go(&mut self, m: &Math, scope: &Scope, depth: usize) -> Result<Expr, LowerError> {
+        if self.nesting >= MAX_EXPR_DEPTH {
+            return Err(self.bad(
+                scope,
+                format!("the expression is nested more than {MAX_EXPR_DEPTH} levels deep once functions are inlined"),
+            ));
+        }
+        self.nesting += 1;
+        let result = self.node(m, scope, depth);
+        self.nesting -= 1;
+        result
+    }
+
+    fn node(&mut self, m: &Math, scope: &Scope, depth: usize) -> Result<Expr, LowerError> {
         Ok(match m {
             Math::Num(v) => Expr::Num(*v),
-            Math::Ci(name) => Expr::Sym(self.resolve(name, scope)?),
+            Math::Ci(name) => match scope.bound.and_then(|b| b.get(name)) {
+                Some(e) => e.clone(),
+                None => Expr::Sym(self.resolve(name, scope)?),
+            },
             Math::Time => Expr::Time,
             Math::Avogadro => Expr::Num(AVOGADRO),
             Math::Piecewise(pieces, otherwise) => {
@@ -90,6 +131,7 @@ impl<'a> Converter<'a> {
         })
     }
 
+    #[inline(never)]
     fn apply(&mut self, op: &Op, args: &[Math], scope: &Scope, depth: usize) -> Result<Expr, LowerError> {
         if let Op::Call(name) = op {
             return self.call(name, args, scope, depth);
@@ -98,13 +140,24 @@ impl<'a> Converter<'a> {
             let [Math::Ci(name)] = args else {
                 return Err(self.bad(scope, "rateOf takes one identifier"));
             };
-            let target = self.resolve(name, scope)?;
+            let target = match scope.bound.and_then(|b| b.get(name)) {
+                Some(Expr::Sym(s)) => *s,
+                Some(_) => return Err(self.bad(scope, format!("rateOf({name}): the argument is not an identifier"))),
+                None => self.resolve(name, scope)?,
+            };
             return Ok(self.rate_of_placeholder(target));
         }
         let mut a = Vec::with_capacity(args.len());
         for x in args {
             a.push(self.go(x, scope, depth)?);
         }
+        self.build(op, a, scope)
+    }
+
+    /// The IR form of a MathML operator applied to lowered arguments. Kept
+    /// out of the recursion in `go`/`apply` so their stack frames stay small.
+    #[inline(never)]
+    fn build(&self, op: &Op, a: Vec<Expr>, scope: &Scope) -> Result<Expr, LowerError> {
         let n = a.len();
         let arity = |want: usize, this: &Self| -> Result<(), LowerError> {
             if n == want {
@@ -237,10 +290,43 @@ impl<'a> Converter<'a> {
         }
         // A function without a body (L3V2) has an undefined value.
         let Some(body) = &f.body else { return Ok(Expr::Num(f64::NAN)) };
-        let map: HashMap<&str, &Math> = f.args.iter().map(String::as_str).zip(args.iter()).collect();
-        let inlined = substitute(body, &map);
-        self.go(&inlined, scope, depth + 1)
+        // Arguments are lowered in the caller's scope, then the body with its
+        // bound variables standing for them (and no kinetic-law locals:
+        // a function body sees only its arguments and global ids).
+        let mut bound = HashMap::with_capacity(args.len());
+        for (var, arg) in f.args.iter().zip(args) {
+            bound.insert(var.clone(), self.go(arg, scope, depth)?);
+        }
+        let inner = Scope { context: scope.context, locals: None, bound: Some(&bound) };
+        self.go(body, &inner, depth + 1)
     }
+}
+
+/// The nesting depth of an expression, without recursion (it is the check
+/// that keeps recursive passes safe).
+fn depth_of(e: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Num(_) | Expr::Sym(_) | Expr::Time => {}
+            Expr::Un(_, a) => stack.push((a, d + 1)),
+            Expr::Bin(_, a, b) | Expr::Delay(a, b) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
+            Expr::Nary(_, args) => stack.extend(args.iter().map(|a| (a, d + 1))),
+            Expr::Piecewise(pieces, otherwise) => {
+                for (v, c) in pieces {
+                    stack.push((v, d + 1));
+                    stack.push((c, d + 1));
+                }
+                stack.push((otherwise, d + 1));
+            }
+        }
+    }
+    max
 }
 
 /// `a < b < c` is `a < b and b < c`; a relation of one argument is true.

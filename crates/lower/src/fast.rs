@@ -237,7 +237,8 @@ fn history_before_start(model: &mut Model, start: &HashMap<Sym, Expr>) {
             _ => None,
         })
     }
-    let reads_fast = |x: &Expr| x.symbols().iter().any(|s| s.index() < n && (start.contains_key(s) || defs.contains_key(s)));
+    let reads_fast =
+        |x: &Expr| x.symbols().iter().any(|s| s.index() < n && (start.contains_key(s) || defs.contains_key(s)));
     let mut rewrite = |e: Expr| -> Expr {
         e.map(&mut |node| match node {
             Expr::Delay(x, tau) if reads_fast(&x) => {

@@ -392,7 +392,7 @@ impl<'d> Lowering<'d> {
         let funcs = std::mem::take(&mut self.funcs);
         let syms = std::mem::take(&mut self.syms);
         let file = self.file.clone();
-        let mut conv = Converter { file: &file, funcs: &funcs, syms: &syms, rate_of: Vec::new() };
+        let mut conv = Converter { file: &file, funcs: &funcs, syms: &syms, rate_of: Vec::new(), nesting: 0 };
 
         // Rules and initial assignments, in SBML meaning.
         let mut rule_exprs: Vec<Option<Expr>> = Vec::with_capacity(m.rules.len());
@@ -403,7 +403,7 @@ impl<'d> Lowering<'d> {
                 _ => format!("algebraic rule {}", i + 1),
             };
             let e = match &r.math {
-                Some(math) => Some(conv.expr(math, &Scope { context: &ctx, locals: None })?),
+                Some(math) => Some(conv.expr(math, &Scope::new(&ctx, None))?),
                 None => {
                     self.warn(Some(r.line), format!("{ctx} has no math; it is ignored"));
                     None
@@ -427,7 +427,7 @@ impl<'d> Lowering<'d> {
                 Some(_) => {}
             }
             if let Some(math) = &ia.math {
-                let e = conv.expr(math, &Scope { context: &ctx, locals: None })?;
+                let e = conv.expr(math, &Scope::new(&ctx, None))?;
                 ias.insert(ia.symbol.as_str(), e);
             } else {
                 self.warn(Some(ia.line), format!("{ctx} has no math; it is ignored"));
@@ -440,7 +440,7 @@ impl<'d> Lowering<'d> {
             let ctx = format!("reaction '{}'", r.id);
             let math = r.kinetic_law.as_ref().and_then(|k| k.math.as_ref());
             let e = match math {
-                Some(math) => conv.expr(math, &Scope { context: &ctx, locals: self.locals.get(ri) })?,
+                Some(math) => conv.expr(math, &Scope::new(&ctx, self.locals.get(ri)))?,
                 None => {
                     self.warn(Some(r.line), format!("{ctx} has no kinetic law; its rate is 0"));
                     Expr::Num(0.0)
@@ -457,7 +457,7 @@ impl<'d> Lowering<'d> {
                 for sr in list {
                     let e = if let Some(sm) = &sr.stoichiometry_math {
                         let ctx = format!("stoichiometryMath of '{}' in reaction '{}'", sr.species, r.id);
-                        conv.expr(sm, &Scope { context: &ctx, locals: None })?
+                        conv.expr(sm, &Scope::new(&ctx, None))?
                     } else if let Some(id) = &sr.id {
                         Expr::Sym(syms[id])
                     } else if let Some(v) = sr.stoichiometry {
@@ -663,7 +663,7 @@ impl<'d> Lowering<'d> {
         // Events.
         for ev in &m.events {
             let ctx = format!("event '{}'", ev.id);
-            let scope = Scope { context: &ctx, locals: None };
+            let scope = Scope::new(&ctx, None);
             let trigger = match &ev.trigger {
                 Some(t) => conv.expr(t, &scope)?,
                 // No trigger math (L3V2): the event never fires.

@@ -245,3 +245,40 @@ fn mangled_input_never_panics() {
     // Both outcomes occur: the corruptions are not all harmless or all fatal.
     assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
 }
+
+/// Deep nesting is an error, not a stack overflow, in the reader and once
+/// function bodies are inlined (this test runs on a 2 MB test thread).
+#[test]
+fn deep_nesting() {
+    let nest = |depth: usize, inner: &str| {
+        let mut m = inner.to_string();
+        for _ in 0..depth {
+            m = format!("<apply><minus/>{m}</apply>");
+        }
+        m
+    };
+    let model = |body: &str, call: &str| {
+        l3(&format!(
+            r#"<listOfFunctionDefinitions><functionDefinition id="f"><math {MATH}><lambda><bvar><ci>x</ci></bvar>{body}</lambda></math></functionDefinition></listOfFunctionDefinitions>
+<listOfParameters><parameter id="p" constant="true"/></listOfParameters>
+<listOfInitialAssignments><initialAssignment symbol="p"><math {MATH}>{call}</math></initialAssignment></listOfInitialAssignments>"#
+        ))
+    };
+    let calls = |n: usize| {
+        let mut c = "<cn>1</cn>".to_string();
+        for _ in 0..n {
+            c = format!("<apply><ci>f</ci>{c}</apply>");
+        }
+        c
+    };
+    check(
+        &model("<ci>x</ci>", &nest(300, "<cn>1</cn>")),
+        expect!["model.xml:6: <apply> is nested more than 256 levels deep"],
+    );
+    check(&model(&nest(200, "<ci>x</ci>"), &calls(1)), expect!["ok: 1 symbols; "]);
+    check(&model("<ci>x</ci>", &calls(200)), expect!["ok: 1 symbols; "]);
+    check(
+        &model(&nest(200, "<ci>x</ci>"), &calls(2)),
+        expect!["model.xml: initial assignment for 'p': the expression is nested more than 256 levels deep once functions are inlined"],
+    );
+}

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 pub use infix::{parse_formula, FormulaError};
 pub use math::{Math, Op};
 pub use model::*;
+pub use read::MAX_MATH_DEPTH;
 
 /// A problem that does not stop reading (an ignored package, a missing
 /// attribute that has a sensible default).

@@ -10,6 +10,10 @@ use crate::model::*;
 use crate::{Diagnostic, Error, Severity};
 
 const MATHML_NS: &str = "http://www.w3.org/1998/Math/MathML";
+/// Deepest MathML nesting read. Real models stay far below it (a few tens);
+/// it keeps every recursive pass over expressions, here and downstream,
+/// within a default thread stack.
+pub const MAX_MATH_DEPTH: u32 = 256;
 /// Packages whose elements another part of OpenVHT reads (fbc) or which are
 /// flattened before reading (comp); a `required` flag on them is fine.
 const HANDLED_PACKAGES: &[&str] = &["comp", "fbc"];
@@ -79,6 +83,7 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
     let core_ns = root.tag_name().namespace().map(str::to_string);
     let mut r = Reader {
         tree: std::marker::PhantomData,
+        depth: std::cell::Cell::new(0),
         lines: crate::lines::LineIndex::new(xdoc.input_text()),
         file,
         level,
@@ -108,6 +113,8 @@ fn package_of(uri: &str) -> Option<&str> {
 struct Reader<'a, 'input> {
     /// Ties the reader to the tree whose nodes it walks.
     tree: std::marker::PhantomData<&'a roxmltree::Document<'input>>,
+    /// Current MathML nesting depth.
+    depth: std::cell::Cell<u32>,
     lines: crate::lines::LineIndex,
     file: &'a str,
     level: u32,
@@ -528,12 +535,33 @@ impl<'a, 'i> Reader<'a, 'i> {
         }
     }
 
+    /// MathML to [`Math`]. Recursion is bounded by [`MAX_MATH_DEPTH`] (an
+    /// error past it, never a stack overflow), and the recursive path is
+    /// kept to small stack frames: the per-element work is in helpers that
+    /// are not inlined into it.
     fn mathml(&self, n: N<'a, 'i>) -> Result<Math, Error> {
+        let depth = self.depth.get();
+        if depth >= MAX_MATH_DEPTH {
+            return Err(self.math_err(n, format!("is nested more than {MAX_MATH_DEPTH} levels deep")));
+        }
+        self.depth.set(depth + 1);
+        let result = match n.tag_name().name() {
+            "semantics" => self.semantics(n),
+            "apply" => self.apply(n),
+            "piecewise" => self.piecewise(n),
+            "lambda" => self.lambda(n),
+            _ => self.leaf(n),
+        };
+        self.depth.set(depth);
+        result
+    }
+
+    #[inline(never)]
+    fn leaf(&self, n: N) -> Result<Math, Error> {
         if n.tag_name().namespace().is_some_and(|ns| ns != MATHML_NS) {
             return Err(self.math_err(n, "is not a MathML element"));
         }
-        let name = n.tag_name().name();
-        Ok(match name {
+        Ok(match n.tag_name().name() {
             "cn" => Math::Num(self.cn(n)?),
             "ci" => Math::Ci(text_of(n).trim().to_string()),
             "true" => Math::Num(1.0),
@@ -550,50 +578,55 @@ impl<'a, 'i> Reader<'a, 'i> {
                 }
                 None => return Err(self.math_err(n, "has an unknown definitionURL")),
             },
-            "semantics" => {
-                let first = elements(n)
-                    .find(|c| !matches!(c.tag_name().name(), "annotation" | "annotation-xml"))
-                    .ok_or_else(|| self.math_err(n, "is empty"))?;
-                self.mathml(first)?
-            }
-            "apply" => self.apply(n)?,
-            "piecewise" => {
-                let mut pieces = Vec::new();
-                let mut otherwise = None;
-                for c in elements(n) {
-                    match c.tag_name().name() {
-                        "piece" => {
-                            let kids: Vec<_> = elements(c).collect();
-                            if kids.len() != 2 {
-                                return Err(self.math_err(c, format!("has {} children, expected 2", kids.len())));
-                            }
-                            pieces.push((self.mathml(kids[0])?, self.mathml(kids[1])?));
-                        }
-                        "otherwise" => {
-                            let kid = elements(c).next().ok_or_else(|| self.math_err(c, "is empty"))?;
-                            otherwise = Some(Box::new(self.mathml(kid)?));
-                        }
-                        other => return Err(self.math_err(c, format!("<{other}> is not allowed in <piecewise>"))),
-                    }
-                }
-                Math::Piecewise(pieces, otherwise)
-            }
-            "lambda" => {
-                let mut args = Vec::new();
-                let mut body = None;
-                for c in elements(n) {
-                    if c.tag_name().name() == "bvar" {
-                        let ci = elements(c).next().ok_or_else(|| self.math_err(c, "is empty"))?;
-                        args.push(text_of(ci).trim().to_string());
-                    } else if body.is_none() {
-                        body = Some(self.mathml(c)?);
-                    }
-                }
-                // A lambda without a body (L3V2 allows it) evaluates to NaN.
-                Math::Lambda(args, Box::new(body.unwrap_or(Math::Num(f64::NAN))))
-            }
             other => return Err(self.math_err(n, format!("<{other}> is not MathML that SBML allows"))),
         })
+    }
+
+    #[inline(never)]
+    fn semantics(&self, n: N<'a, 'i>) -> Result<Math, Error> {
+        let first = elements(n)
+            .find(|c| !matches!(c.tag_name().name(), "annotation" | "annotation-xml"))
+            .ok_or_else(|| self.math_err(n, "is empty"))?;
+        self.mathml(first)
+    }
+
+    #[inline(never)]
+    fn piecewise(&self, n: N<'a, 'i>) -> Result<Math, Error> {
+        let mut pieces = Vec::new();
+        let mut otherwise = None;
+        for c in elements(n) {
+            match c.tag_name().name() {
+                "piece" => {
+                    let kids: Vec<_> = elements(c).collect();
+                    if kids.len() != 2 {
+                        return Err(self.math_err(c, format!("has {} children, expected 2", kids.len())));
+                    }
+                    pieces.push((self.mathml(kids[0])?, self.mathml(kids[1])?));
+                }
+                "otherwise" => {
+                    let kid = elements(c).next().ok_or_else(|| self.math_err(c, "is empty"))?;
+                    otherwise = Some(Box::new(self.mathml(kid)?));
+                }
+                other => return Err(self.math_err(c, format!("<{other}> is not allowed in <piecewise>"))),
+            }
+        }
+        Ok(Math::Piecewise(pieces, otherwise))
+    }
+
+    #[inline(never)]
+    fn lambda(&self, n: N<'a, 'i>) -> Result<Math, Error> {
+        let mut args = Vec::new();
+        let mut body = None;
+        for c in elements(n) {
+            if c.tag_name().name() == "bvar" {
+                let ci = elements(c).next().ok_or_else(|| self.math_err(c, "is empty"))?;
+                args.push(text_of(ci).trim().to_string());
+            } else if body.is_none() {
+                body = Some(self.mathml(c)?);
+            }
+        }
+        // A lambda without a body (L3V2 allows it) evaluates to NaN.
+        Ok(Math::Lambda(args, Box::new(body.unwrap_or(Math::Num(f64::NAN)))))
     }
 
     fn cn(&self, n: N) -> Result<f64, Error> {
@@ -619,6 +652,7 @@ impl<'a, 'i> Reader<'a, 'i> {
         }
     }
 
+    #[inline(never)]
     fn apply(&self, n: N<'a, 'i>) -> Result<Math, Error> {
         let mut kids = elements(n);
         let head = kids.next().ok_or_else(|| self.math_err(n, "has no operator"))?;
@@ -634,6 +668,12 @@ impl<'a, 'i> Reader<'a, 'i> {
                 _ => args.push(self.mathml(c)?),
             }
         }
+        self.operator(n, head, args, qualifier)
+    }
+
+    /// The operator of an `<apply>`, once its arguments are read.
+    #[inline(never)]
+    fn operator(&self, n: N, head: N, mut args: Vec<Math>, qualifier: Option<Math>) -> Result<Math, Error> {
         let hname = head.tag_name().name();
         let op = match hname {
             "ci" => Op::Call(text_of(head).trim().to_string()),
