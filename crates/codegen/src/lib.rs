@@ -350,6 +350,10 @@ pub fn model_delays(model: &Model) -> Vec<Expr> {
 }
 
 pub fn compile(model: &Model, opts: &Options) -> Result<CompiledModel, CodegenError> {
+    on_big_stack(|| compile_here(model, opts))
+}
+
+fn compile_here(model: &Model, opts: &Options) -> Result<CompiledModel, CodegenError> {
     model.check()?;
     let layout = Layout::of(model);
     let slots = layout.index(model)?;
@@ -388,6 +392,10 @@ pub fn compile(model: &Model, opts: &Options) -> Result<CompiledModel, CodegenEr
 
 /// Compiles extra expressions over the same model and layout (event triggers, event assignment values, priorities, delays, outputs).
 pub fn compile_exprs(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Options) -> Result<Function, CodegenError> {
+    on_big_stack(|| compile_exprs_here(model, layout, exprs, opts))
+}
+
+fn compile_exprs_here(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Options) -> Result<Function, CodegenError> {
     let slots = layout.index(model)?;
     let delays = model_delays(model);
     let env = Env { model, slots: &slots, delays: &delays, n_y: layout.y.len(), n_p: layout.p.len() };
@@ -408,4 +416,33 @@ fn build(
         Backend::Jit => Imp::Jit(jit::compile(&tape, name)?),
     };
     Ok(Function { n_y: env.n_y, n_p: env.n_p, n_out: exprs.len(), instructions, imp })
+}
+
+/// Runs `f` on a thread with a large stack. Compilation recurses over
+/// expression trees (here, in differentiation, and in `vht_ir`'s walks), and
+/// a long chain of binary operators, as infix formulas produce, would
+/// overflow an ordinary 2 MiB thread stack (a chain of ~600 nodes does in a
+/// debug build). The stack is reserved address space, committed only as far
+/// as it is used. If no thread can be started, `f` runs on this one.
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    const STACK: usize = 256 << 20;
+    let slot = std::sync::Mutex::new(Some(f));
+    let take = || slot.lock().map(|mut g| g.take()).unwrap_or_else(|p| p.into_inner().take());
+    let spawned = std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("vht-codegen".into())
+            .stack_size(STACK)
+            .spawn_scoped(s, || take().map(|f| f()))
+            .ok()?;
+        Some(handle.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload)))
+    });
+    match spawned.flatten() {
+        Some(v) => v,
+        None => match take() {
+            Some(f) => f(),
+            // Unreachable: the closure is taken exactly once, by whichever
+            // thread runs it, and a thread that took it returned its value.
+            None => unreachable!("compilation closure taken but no result"),
+        },
+    }
 }

@@ -291,3 +291,33 @@ fn an_unchecked_model_with_a_dangling_reference_is_an_error_not_a_panic() {
     expect_test::expect!["assignment of 'broken' reads symbol #42, which does not exist"].assert_eq(&err.to_string());
     assert!(compile(&m, &Options::default()).is_err());
 }
+
+#[test]
+fn deep_expressions_compile_from_a_small_stack() {
+    // ((x*x + 0)*x + 1)*x + ... nested 600 deep (a 2 MiB stack overflowed at 300 before compilation moved to its own thread), as a long infix formula
+    // gives; compiled from a thread with a 1 MiB stack.
+    let mut m = Model::default();
+    let x = state(&mut m, "x", 0.0);
+    let mut e = s(x);
+    for i in 0..600 {
+        e = e * s(x) + num(i as f64 * 1e-3);
+    }
+    set_rate(&mut m, x, e);
+    let m = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            for backend in BACKENDS {
+                let cm = compile(&m, &Options { backend }).unwrap();
+                let (mut f, mut j) = ([0.0], [0.0]);
+                cm.rhs.eval(0.0, &[0.5], &[], &mut f, &NoDelays);
+                cm.jac.eval(0.0, &[0.5], &[], &mut j, &NoDelays);
+                assert!(f[0].is_finite() && j[0].is_finite() && j[0] > 0.0, "{backend:?}: {f:?} {j:?}");
+            }
+            m
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // Dropping the deep tree recurses too: do it on a big stack.
+    std::thread::Builder::new().stack_size(64 << 20).spawn(move || drop(m)).unwrap().join().unwrap();
+}

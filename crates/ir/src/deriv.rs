@@ -30,65 +30,72 @@ fn sq(a: Expr) -> Expr {
 
 /// d(e)/d(wrt), simplified.
 pub fn derivative(e: &Expr, wrt: Sym) -> Expr {
-    simplify(d(e, wrt))
+    d(e, wrt).map(simplify).unwrap_or(num(0.0))
 }
 
-/// The unsimplified derivative. Subterms are simplified as they are built so
-/// that the zeros of independent subexpressions vanish early.
-fn d(e: &Expr, x: Sym) -> Expr {
+/// The unsimplified derivative, `None` where it is structurally zero (the
+/// subexpression does not depend on `x`). Zeros propagate without building or
+/// simplifying anything, and the result is simplified once at the end:
+/// simplifying at every level instead costs cubic time on deep expressions.
+fn d(e: &Expr, x: Sym) -> Option<Expr> {
     match e {
-        Expr::Num(_) | Expr::Time | Expr::Delay(..) => num(0.0),
-        Expr::Sym(s) => num(if *s == x { 1.0 } else { 0.0 }),
+        Expr::Num(_) | Expr::Time | Expr::Delay(..) => None,
+        Expr::Sym(s) => (*s == x).then(|| num(1.0)),
         Expr::Un(op, a) => {
-            let da = simplify(d(a, x));
-            if da.is_num(0.0) {
-                return num(0.0);
-            }
+            let da = d(a, x)?;
             d_un(*op, a, da)
         }
         Expr::Bin(op, a, b) => d_bin(*op, a, b, x),
         Expr::Nary(op, args) => d_nary(*op, args, x),
         Expr::Piecewise(pieces, otherwise) => {
-            Expr::Piecewise(pieces.iter().map(|(v, c)| (d(v, x), c.clone())).collect(), Box::new(d(otherwise, x)))
+            let dvs: Vec<Option<Expr>> = pieces.iter().map(|(v, _)| d(v, x)).collect();
+            let dother = d(otherwise, x);
+            if dother.is_none() && dvs.iter().all(Option::is_none) {
+                return None;
+            }
+            Some(Expr::Piecewise(
+                pieces.iter().zip(dvs).map(|((_, c), dv)| (dv.unwrap_or(num(0.0)), c.clone())).collect(),
+                Box::new(dother.unwrap_or(num(0.0))),
+            ))
         }
     }
 }
 
-/// d(op(a)) given da = d(a) (nonzero).
-fn d_un(op: UnOp, a: &Expr, da: Expr) -> Expr {
+/// d(op(a)) given da = d(a).
+fn d_un(op: UnOp, a: &Expr, da: Expr) -> Option<Expr> {
     let a = || a.clone();
     let one = || num(1.0);
     // f'(a), to be multiplied by da.
     let fp = match op {
-        UnOp::Not | UnOp::Floor | UnOp::Ceil | UnOp::Factorial => return num(0.0),
-        UnOp::Neg => return -da,
+        UnOp::Not | UnOp::Floor | UnOp::Ceil | UnOp::Factorial => return None,
+        UnOp::Neg => return Some(-da),
         // Sign of a; 0 at the kink (and for NaN).
         UnOp::Abs => Expr::Piecewise(
             vec![(num(1.0), bin(BinOp::Gt, a(), num(0.0))), (num(-1.0), bin(BinOp::Lt, a(), num(0.0)))],
             Box::new(num(0.0)),
         ),
         UnOp::Exp => un(UnOp::Exp, a()),
-        UnOp::Ln => return da / a(),
-        UnOp::Log10 => return da / (a() * num(std::f64::consts::LN_10)),
-        UnOp::Sqrt => return da / (num(2.0) * un(UnOp::Sqrt, a())),
+        UnOp::Ln => return Some(da / a()),
+        UnOp::Log10 => return Some(da / (a() * num(std::f64::consts::LN_10))),
+        UnOp::Sqrt => return Some(da / (num(2.0) * un(UnOp::Sqrt, a()))),
         UnOp::Sin => un(UnOp::Cos, a()),
         UnOp::Cos => -un(UnOp::Sin, a()),
-        UnOp::Tan => return da / sq(un(UnOp::Cos, a())),
+        UnOp::Tan => return Some(da / sq(un(UnOp::Cos, a()))),
         UnOp::Sec => un(UnOp::Sec, a()) * un(UnOp::Tan, a()),
         UnOp::Csc => -(un(UnOp::Csc, a()) * un(UnOp::Cot, a())),
-        UnOp::Cot => return -(da / sq(un(UnOp::Sin, a()))),
+        UnOp::Cot => return Some(-(da / sq(un(UnOp::Sin, a())))),
         UnOp::Sinh => un(UnOp::Cosh, a()),
         UnOp::Cosh => un(UnOp::Sinh, a()),
         UnOp::Tanh => sq(un(UnOp::Sech, a())),
         UnOp::Sech => -(un(UnOp::Sech, a()) * un(UnOp::Tanh, a())),
         UnOp::Csch => -(un(UnOp::Csch, a()) * un(UnOp::Coth, a())),
         UnOp::Coth => -sq(un(UnOp::Csch, a())),
-        UnOp::Asin => return da / un(UnOp::Sqrt, one() - sq(a())),
-        UnOp::Acos => return -(da / un(UnOp::Sqrt, one() - sq(a()))),
-        UnOp::Atan => return da / (one() + sq(a())),
-        UnOp::Asinh => return da / un(UnOp::Sqrt, sq(a()) + one()),
-        UnOp::Acosh => return da / un(UnOp::Sqrt, sq(a()) - one()),
-        UnOp::Atanh => return da / (one() - sq(a())),
+        UnOp::Asin => return Some(da / un(UnOp::Sqrt, one() - sq(a()))),
+        UnOp::Acos => return Some(-(da / un(UnOp::Sqrt, one() - sq(a())))),
+        UnOp::Atan => return Some(da / (one() + sq(a()))),
+        UnOp::Asinh => return Some(da / un(UnOp::Sqrt, sq(a()) + one())),
+        UnOp::Acosh => return Some(da / un(UnOp::Sqrt, sq(a()) - one())),
+        UnOp::Atanh => return Some(da / (one() - sq(a()))),
         // The inverse reciprocal functions are defined as f(1/a): chain rule
         // through u = 1/a, du = -da/a^2.
         UnOp::Asec | UnOp::Acsc | UnOp::Acot | UnOp::Asech | UnOp::Acsch | UnOp::Acoth => {
@@ -105,94 +112,113 @@ fn d_un(op: UnOp, a: &Expr, da: Expr) -> Expr {
             return d_un(f, &u, du);
         }
     };
-    fp * da
+    Some(fp * da)
 }
 
-fn d_bin(op: BinOp, a: &Expr, b: &Expr, x: Sym) -> Expr {
-    let da = || simplify(d(a, x));
-    let db = || simplify(d(b, x));
+/// The sum of the present terms; `None` if there are none.
+fn sum(terms: Vec<Expr>) -> Option<Expr> {
+    match terms.len() {
+        0 => None,
+        _ => Some(Expr::Nary(NaryOp::Add, terms)),
+    }
+}
+
+fn d_bin(op: BinOp, a: &Expr, b: &Expr, x: Sym) -> Option<Expr> {
+    let (ca, cb) = (|| a.clone(), || b.clone());
     match op {
-        BinOp::Sub => da() - db(),
-        BinOp::Div => {
-            let (da, db) = (da(), db());
-            if db.is_num(0.0) {
-                return da / b.clone();
-            }
+        BinOp::Sub => match (d(a, x), d(b, x)) {
+            (None, None) => None,
+            (Some(da), None) => Some(da),
+            (None, Some(db)) => Some(-db),
+            (Some(da), Some(db)) => Some(da - db),
+        },
+        BinOp::Div => match (d(a, x), d(b, x)) {
+            (None, None) => None,
+            (Some(da), None) => Some(da / cb()),
             // (a/b)' = (da - (a/b) db) / b, reusing the quotient the function already computes.
-            (da - bin(BinOp::Div, a.clone(), b.clone()) * db) / b.clone()
-        }
+            (da, Some(db)) => {
+                let q_db = bin(BinOp::Div, ca(), cb()) * db;
+                Some(match da {
+                    Some(da) => (da - q_db) / cb(),
+                    None => -(q_db / cb()),
+                })
+            }
+        },
         BinOp::Pow => {
-            let (da, db) = (da(), db());
-            let pow = || bin(BinOp::Pow, a.clone(), b.clone());
             let mut terms = Vec::new();
-            if !da.is_num(0.0) {
+            if let Some(da) = d(a, x) {
                 // b a^(b-1) da; written with a^(b-1) (not a^b / a) so it is right at a = 0.
-                terms.push(mul(vec![b.clone(), bin(BinOp::Pow, a.clone(), b.clone() - num(1.0)), da]));
+                terms.push(mul(vec![cb(), bin(BinOp::Pow, ca(), cb() - num(1.0)), da]));
             }
-            if !db.is_num(0.0) {
-                terms.push(mul(vec![pow(), un(UnOp::Ln, a.clone()), db]));
+            if let Some(db) = d(b, x) {
+                terms.push(mul(vec![bin(BinOp::Pow, ca(), cb()), un(UnOp::Ln, ca()), db]));
             }
-            Expr::Nary(NaryOp::Add, terms)
+            sum(terms)
         }
-        // log_b(a) = ln a / ln b.
-        BinOp::Log => d(&(un(UnOp::Ln, b.clone()) / un(UnOp::Ln, a.clone())), x),
+        // log_b(v) = ln v / ln b.
+        BinOp::Log => d(&(un(UnOp::Ln, cb()) / un(UnOp::Ln, ca())), x),
         BinOp::Root => {
             // r = root(n, v): dr/dv = r / (n v) (also for the real odd root
             // of a negative v), dr/dn = -r ln|v| / n^2.
-            let (n, v) = (a, b);
-            let (dn, dv) = (da(), db());
-            let r = || bin(BinOp::Root, n.clone(), v.clone());
+            let r = || bin(BinOp::Root, ca(), cb());
             let mut terms = Vec::new();
-            if !dv.is_num(0.0) {
-                terms.push(r() * dv / (n.clone() * v.clone()));
+            if let Some(dv) = d(b, x) {
+                terms.push(r() * dv / (ca() * cb()));
             }
-            if !dn.is_num(0.0) {
-                terms.push(-(mul(vec![r(), un(UnOp::Ln, un(UnOp::Abs, v.clone())), dn]) / sq(n.clone())));
+            if let Some(dn) = d(a, x) {
+                terms.push(-(mul(vec![r(), un(UnOp::Ln, un(UnOp::Abs, cb())), dn]) / sq(ca())));
             }
-            Expr::Nary(NaryOp::Add, terms)
+            sum(terms)
         }
         // rem(a, b) = a - b trunc(a/b), and trunc is piecewise constant.
-        BinOp::Rem => {
-            let db = db();
-            if db.is_num(0.0) {
-                da()
-            } else {
-                da() - bin(BinOp::Quotient, a.clone(), b.clone()) * db
+        BinOp::Rem => match (d(a, x), d(b, x)) {
+            (None, None) => None,
+            (Some(da), None) => Some(da),
+            (da, Some(db)) => {
+                let q_db = bin(BinOp::Quotient, ca(), cb()) * db;
+                Some(match da {
+                    Some(da) => da - q_db,
+                    None => -q_db,
+                })
             }
-        }
+        },
         BinOp::Quotient | BinOp::Eq | BinOp::Neq | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Implies => {
-            num(0.0)
+            None
         }
     }
 }
 
-fn d_nary(op: NaryOp, args: &[Expr], x: Sym) -> Expr {
+fn d_nary(op: NaryOp, args: &[Expr], x: Sym) -> Option<Expr> {
     match op {
-        NaryOp::Add => Expr::Nary(NaryOp::Add, args.iter().map(|a| d(a, x)).collect()),
+        NaryOp::Add => sum(args.iter().filter_map(|a| d(a, x)).collect()),
         NaryOp::Mul => {
             // Product rule; factors that do not depend on x contribute no term.
             let mut terms = Vec::new();
             for (i, a) in args.iter().enumerate() {
-                let da = simplify(d(a, x));
-                if da.is_num(0.0) {
-                    continue;
-                }
+                let Some(da) = d(a, x) else { continue };
                 let mut factors: Vec<Expr> =
                     args.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, b)| b.clone()).collect();
                 factors.push(da);
                 terms.push(mul(factors));
             }
-            Expr::Nary(NaryOp::Add, terms)
+            sum(terms)
         }
         NaryOp::Min | NaryOp::Max => {
             // The derivative of the argument that is the extremum (the first
             // one, on ties). Otherwise (a NaN argument) 0.
+            let das: Vec<Option<Expr>> = args.iter().map(|a| d(a, x)).collect();
+            if das.iter().all(Option::is_none) {
+                return None;
+            }
             let ext = Expr::Nary(op, args.to_vec());
-            let pieces: Vec<(Expr, Expr)> =
-                args.iter().map(|a| (d(a, x), bin(BinOp::Eq, a.clone(), ext.clone()))).collect();
-            Expr::Piecewise(pieces, Box::new(num(0.0)))
+            let pieces = args
+                .iter()
+                .zip(das)
+                .map(|(a, da)| (da.unwrap_or(num(0.0)), bin(BinOp::Eq, a.clone(), ext.clone())))
+                .collect();
+            Some(Expr::Piecewise(pieces, Box::new(num(0.0))))
         }
-        NaryOp::And | NaryOp::Or | NaryOp::Xor => num(0.0),
+        NaryOp::And | NaryOp::Or | NaryOp::Xor => None,
     }
 }
 
