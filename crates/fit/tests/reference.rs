@@ -36,6 +36,11 @@ fn main() {
 
 fn check(dir: &Path, name: &str, reference: f64, listed: Option<String>) -> Result<(), Failed> {
     let outcome = evaluate(dir, name).map(|v| (v, v - reference));
+    // The measured values are part of the result (the list of failures quotes them).
+    match &outcome {
+        Ok((v, d)) => println!("{name}: objective {v:.9}, reference {reference:.9}, difference {d:+.3e}"),
+        Err(e) => println!("{name}: {e}"),
+    }
     let pass = matches!(outcome, Ok((_, d)) if d.abs() <= TOLERANCE);
     match (pass, listed) {
         (true, None) => Ok(()),
