@@ -1,5 +1,7 @@
 //! `vht`: the OpenVHT command line.
 
+mod fit;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +24,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Run SBML Test Suite semantic cases and judge them by the suite's rule.
     Conformance(ConformanceArgs),
+    /// PEtab parameter-estimation problems: evaluate the objective.
+    Fit(fit::FitArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +95,7 @@ fn main() {
     let result = match cli.command {
         Command::Simulate(a) => simulate(a),
         Command::Conformance(a) => conformance(a),
+        Command::Fit(a) => fit::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
