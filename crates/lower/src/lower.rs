@@ -525,24 +525,24 @@ impl<'d> Lowering<'d> {
         }
 
         // Compartments, parameters and species references: value symbols.
-        let value_like: Vec<(&str, Option<f64>, Sym)> = m
+        let value_like: Vec<(&str, Option<f64>, Sym, u32)> = m
             .compartments
             .iter()
             // A 0-D compartment without a size (L2) makes its species'
             // concentrations equal their amounts: size 1 does exactly that.
             .map(|c| {
                 let size = if c.spatial_dimensions == Some(0.0) { c.size.or(Some(1.0)) } else { c.size };
-                (c.id.as_str(), size, syms[&c.id])
+                (c.id.as_str(), size, syms[&c.id], c.line)
             })
-            .chain(m.parameters.iter().map(|p| (p.id.as_str(), p.value, syms[&p.id])))
+            .chain(m.parameters.iter().map(|p| (p.id.as_str(), p.value, syms[&p.id], p.line)))
             .chain(m.reactions.iter().flat_map(|r| {
                 r.reactants
                     .iter()
                     .chain(&r.products)
-                    .filter_map(|sr| sr.id.as_ref().map(|id| (id.as_str(), sr.stoichiometry, syms[id])))
+                    .filter_map(|sr| sr.id.as_ref().map(|id| (id.as_str(), sr.stoichiometry, syms[id], sr.line)))
             }))
             .collect();
-        for (id, value, s) in value_like {
+        for (id, value, s, line) in value_like {
             let initial = ias.get(id).cloned().unwrap_or(Expr::Num(value.unwrap_or(f64::NAN)));
             let kind = match self.setter(id) {
                 Setter::AssignmentRule(i) => match &rule_exprs[i] {
@@ -556,8 +556,9 @@ impl<'d> Lowering<'d> {
                 Setter::Algebraic(_) => SymbolKind::Algebraic,
                 Setter::Nothing | Setter::Reactions => SymbolKind::Parameter,
             };
-            if value.is_none() && !ias.contains_key(id) && !matches!(kind, SymbolKind::Assigned { .. }) {
-                self.warn(None, format!("'{id}' has no value and nothing assigns one"));
+            let determined = matches!(kind, SymbolKind::Assigned { .. } | SymbolKind::Algebraic);
+            if value.is_none() && !ias.contains_key(id) && !determined {
+                self.warn(Some(line), format!("'{id}' has no value and nothing assigns one: it is NaN"));
             }
             let sym = &mut self.model.symbols[s.index()];
             sym.kind = kind;
