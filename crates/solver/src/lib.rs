@@ -176,6 +176,9 @@ pub fn integrate<S: System, R>(
     }
 }
 
+/// Newton convergence failures allowed within one step (as CVODE's `maxncf`).
+const NEWTON_FAILS_PER_STEP: usize = 10;
+
 /// Above this many states the Jacobian is stored sparse and factorised by
 /// sparse LU (faer); below, dense LU is faster.
 pub const SPARSE_FROM: usize = 40;
@@ -270,7 +273,7 @@ impl<'a, Eqn, M, S> Integrator for Bdf<'a, '_, Eqn, M, S>
 where
     Eqn: diffsol::OdeEquations<T = f64> + 'a,
     Eqn::V: Slices,
-    M: OdeSolverMethod<'a, Eqn>,
+    M: OdeSolverMethod<'a, Eqn, Config = diffsol::BdfConfig<f64>>,
     S: System,
 {
     fn t(&self) -> f64 {
@@ -286,6 +289,11 @@ where
         if steps > self.max_steps {
             return Err(SolveError::TooManySteps { t: self.t(), steps });
         }
+        // diffsol caps Newton convergence failures over the whole solve
+        // (50), so a long oscillating run fails however well each step goes;
+        // CVODE allows 10 per step, and so do we.
+        let fails = self.solver.get_statistics().number_of_nonlinear_solver_fails;
+        self.solver.config_mut().maximum_newton_fails = fails + NEWTON_FAILS_PER_STEP;
         match self.solver.step() {
             Ok(OdeSolverStopReason::InternalTimestep) => Ok(StepOutcome::Step { t: self.t() }),
             Ok(OdeSolverStopReason::RootFound(t, _)) => Ok(StepOutcome::Root { t }),
