@@ -348,7 +348,8 @@ impl Objective {
             .zip(values)
             .filter(|(p, _)| p.estimate)
             .filter_map(|(p, &x)| p.prior.map(|prior| neg_log_prior(prior, p.scale.apply(x), x)))
-            .sum();
+            // A fold from +0: an empty f64 sum is -0, which prints as "-0".
+            .fold(0.0, |a, b| a + b);
         Ok(Evaluation { likelihood, prior, experiments })
     }
 
