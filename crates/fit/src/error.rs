@@ -52,8 +52,9 @@ pub enum FitError {
     #[error("{}: {source}", file.display())]
     Model {
         file: PathBuf,
+        /// Boxed: the SBML reader's error is large, and every `Result` here carries it.
         #[source]
-        source: vht_lower::Error,
+        source: Box<vht_lower::Error>,
     },
     #[error("{}: {source}", file.display())]
     Build {

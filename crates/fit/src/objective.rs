@@ -159,7 +159,7 @@ impl Objective {
     /// Loads and compiles the model and checks the problem against it.
     pub fn new(problem: Problem, settings: Settings) -> Result<Objective, FitError> {
         let (mut model, _diagnostics) = vht_lower::load(&problem.model)
-            .map_err(|source| FitError::Model { file: problem.model.clone(), source })?;
+            .map_err(|source| FitError::Model { file: problem.model.clone(), source: Box::new(source) })?;
         let param_index: HashMap<&str, usize> =
             problem.parameters.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
         let val = |v: &Value, at: &At| match v {
