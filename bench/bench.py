@@ -361,11 +361,15 @@ def bench_case(case, args, vht, outdir):
         # The tight trajectory in its own process and with its own time limit:
         # at rtol 1e-10 a reference tool can crawl (libroadrunner on Chen's
         # step), and that must not cost the timing results.
-        res[tool + "_tight"] = run_json(
-            script + ["--trajectory", os.path.join(work, tool + "_tight.csv"), "--tight-rtol", repr(TIGHT_RTOL),
-                      "--tight-atol", repr(TIGHT_ATOL), "--tight-only"],
-            timeout=args.tight_timeout,
-        )
+        # Only libroadrunner's tight trajectory is the reference: COPASI's can
+        # take minutes on the big models, and where we compared them by hand
+        # (Lucarelli, Smith 2013, Dalla Man) the two agree to 1.6e-6.
+        if tool == "roadrunner":
+            res[tool + "_tight"] = run_json(
+                script + ["--trajectory", os.path.join(work, tool + "_tight.csv"), "--tight-rtol", repr(TIGHT_RTOL),
+                          "--tight-atol", repr(TIGHT_ATOL), "--tight-only"],
+                timeout=args.tight_timeout,
+            )
         timing = ["--rtol", repr(args.rtol), "--atol", repr(args.atol)]
         if os.path.exists(factors):
             timing += ["--factors", factors, "--cohort", str(args.cohort), "--budget", repr(args.budget),
@@ -374,8 +378,6 @@ def bench_case(case, args, vht, outdir):
         res[tool] = run_json(script + timing, timeout=args.budget + args.tight_timeout + 300)
     d, where = max_rel_diff(read_traj(tight_vht), read_traj(os.path.join(work, "roadrunner_tight.csv")), TIGHT_ATOL)
     res["diff_rr"] = {"max_rel": d, "where": where}
-    d, where = max_rel_diff(read_traj(tight_vht), read_traj(os.path.join(work, "copasi_tight.csv")), TIGHT_ATOL)
-    res["diff_copasi"] = {"max_rel": d, "where": where}
     # Cohort member 0 at the benchmark's tolerances: a check that every tool
     # applied the same parameter values (differences of order rtol expected).
     for tool in ("roadrunner", "copasi"):
@@ -573,8 +575,8 @@ def main():
     ap.add_argument("--cohort", type=int, help="cohort size (default 10,000; --quick 500)")
     ap.add_argument("--budget", type=float, help="seconds of cohort per reference tool and model (default 8; --quick 1)")
     ap.add_argument("--vht-budget", type=float, help="seconds of cohort for vht per model (default 60; --quick 5)")
-    ap.add_argument("--tight-timeout", type=float, default=300.0,
-                    help="seconds allowed for a reference tool's tight-tolerance trajectory (default 300)")
+    ap.add_argument("--tight-timeout", type=float, default=120.0,
+                    help="seconds allowed for libroadrunner's tight-tolerance trajectory (default 120)")
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-12)
     ap.add_argument("--seed", type=int, default=20261124)
