@@ -52,7 +52,10 @@ impl FastSystem {
         }
         let m = &l.doc.model;
         let start = without_placeholders(&l.model);
-        let values = initial_values(&start).map_err(|source| LowerError::Check { file: l.file.clone(), source })?;
+        let mut values = initial_values(&start).map_err(|source| LowerError::Check { file: l.file.clone(), source })?;
+        // Other algebraic unknowns can enter the fast rates (case 01567:
+        // v = k·S2 with 0 = k + 3): relaxation needs their values, not guesses.
+        solve_algebraic(&start, &mut values);
         let env = Values { v: &values };
 
         // The species the fast reactions change, and their amount symbols;
@@ -112,6 +115,7 @@ impl FastSystem {
                 _ => Expr::Num(0.0),
             })
             .collect();
+        let initial_amounts: Vec<Expr> = amounts.iter().map(|&a| l.model.symbol(a).initial.clone()).collect();
         for &a in &amounts {
             l.model.symbols[a.index()].kind = SymbolKind::Algebraic;
         }
@@ -141,15 +145,15 @@ impl FastSystem {
                 .collect()
         };
         let amount_exprs: Vec<Expr> = amounts.iter().map(|&a| Expr::Sym(a)).collect();
-        let initial_amounts: Vec<Expr> = amounts.iter().map(|&a| l.model.symbol(a).initial.clone()).collect();
         let mut totals = Vec::new();
         for (k, law) in laws.iter().enumerate() {
             let total = dot(law, &amount_exprs);
             let name = format!("fast_total#{}", k + 1);
             // The totals start from the initial amounts themselves (not the
             // guesses below), so they follow parameters a cohort changes.
-            let t0 = dot(law, &initial_amounts);
-            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate: dot(law, &slow) }, t0);
+            let t0 = vht_ir::simplify(dot(law, &initial_amounts));
+            let rate = vht_ir::simplify(dot(law, &slow));
+            let t = l.model.add(&name, Role::Internal, SymbolKind::State { rate }, t0);
             l.model.algebraic.push(total.clone() - Expr::Sym(t));
             totals.push((t, total));
         }
@@ -159,38 +163,12 @@ impl FastSystem {
             l.model.algebraic.push(Expr::Sym(syms[&r.id]));
         }
 
-        // First guesses: the equilibrium the fast reactions relax to, one
-        // group of reactions sharing species at a time (case 01565 has 52
-        // independent pairs: relaxing them jointly costs a 104² Jacobian).
-        if let Ok(order) = vht_ir::evaluation_order(&start) {
-            let mut guesses: Vec<f64> = amounts.iter().map(|a| values[a.index()]).collect();
-            for (rows, cols) in components(&nf) {
-                let sub_amounts: Vec<Sym> = rows.iter().map(|&i| amounts[i]).collect();
-                let sub_nf: Vec<Vec<f64>> = rows.iter().map(|&i| cols.iter().map(|&j| nf[i][j]).collect()).collect();
-                let fluxes: Vec<Sym> = cols.iter().map(|&j| syms[&m.reactions[fast_rx[j]].id]).collect();
-                let order = needed(&start, &order, &fluxes);
-                let a0: Vec<f64> = rows.iter().map(|&i| guesses[i]).collect();
-                if !a0.iter().all(|x| x.is_finite()) {
-                    continue;
-                }
-                let mut relaxation = Relaxation {
-                    model: &start,
-                    order,
-                    values: values.clone(),
-                    amounts: &sub_amounts,
-                    nf: &sub_nf,
-                    fluxes,
-                };
-                if let Some(a) = relaxation.relax(&a0) {
-                    for (&i, x) in rows.iter().zip(a) {
-                        guesses[i] = x;
-                    }
-                }
-            }
-            for (&s, x) in amounts.iter().zip(guesses) {
-                if x.is_finite() {
-                    l.model.symbols[s.index()].initial = Expr::Num(x);
-                }
+        // First guesses: the equilibrium the fast reactions relax to.
+        let fluxes: Vec<Sym> = fast_rx.iter().map(|&ri| syms[&m.reactions[ri].id]).collect();
+        let guesses = relaxed(&start, &values, &amounts, &nf, &fluxes);
+        for (&s, x) in amounts.iter().zip(guesses) {
+            if x.is_finite() {
+                l.model.symbols[s.index()].initial = Expr::Num(x);
             }
         }
         let before_start: HashMap<Sym, Expr> = amounts.iter().copied().zip(initial_amounts.iter().cloned()).collect();
@@ -209,6 +187,33 @@ impl FastSystem {
         }
         Ok(())
     }
+}
+
+/// The amounts the fast reactions relax to from the start, one group of
+/// reactions sharing species at a time (case 01565 has 52 independent
+/// pairs: relaxing them jointly would cost a 104² Jacobian per step).
+/// Where relaxation fails the amounts are left as they start.
+fn relaxed(start: &Model, values: &[f64], amounts: &[Sym], nf: &[Vec<f64>], fluxes: &[Sym]) -> Vec<f64> {
+    let mut guesses: Vec<f64> = amounts.iter().map(|a| values[a.index()]).collect();
+    let Ok(order) = vht_ir::evaluation_order(start) else { return guesses };
+    for (rows, cols) in components(nf) {
+        let sub_amounts: Vec<Sym> = rows.iter().map(|&i| amounts[i]).collect();
+        let sub_nf: Vec<Vec<f64>> = rows.iter().map(|&i| cols.iter().map(|&j| nf[i][j]).collect()).collect();
+        let fluxes: Vec<Sym> = cols.iter().map(|&j| fluxes[j]).collect();
+        let order = needed(start, &order, &fluxes);
+        let a0: Vec<f64> = rows.iter().map(|&i| guesses[i]).collect();
+        if !a0.iter().all(|x| x.is_finite()) {
+            continue;
+        }
+        let mut relaxation =
+            Relaxation { model: start, order, values: values.to_vec(), amounts: &sub_amounts, nf: &sub_nf, fluxes };
+        if let Some(a) = relaxation.relax(&a0) {
+            for (&i, x) in rows.iter().zip(a) {
+                guesses[i] = x;
+            }
+        }
+    }
+    guesses
 }
 
 /// Before the start the model sits at its initial values, and for fast
@@ -454,6 +459,77 @@ fn initial_values(m: &Model) -> Result<Vec<f64>, vht_ir::OrderError> {
     Ok(v)
 }
 
+/// Solves the model's algebraic equations for its unknowns at the start
+/// (damped Newton with finite differences, Levenberg-Marquardt steps where
+/// the Jacobian is singular), other values held. Best effort: this only
+/// improves first guesses, so failure leaves `v` as it was.
+fn solve_algebraic(m: &Model, v: &mut [f64]) {
+    let unknowns = m.algebraic_unknowns();
+    let n = unknowns.len();
+    if n == 0 || n != m.algebraic.len() {
+        return;
+    }
+    let Ok(order) = vht_ir::evaluation_order(m) else { return };
+    let residuals = |v: &mut [f64]| -> Vec<f64> {
+        for &s in &order {
+            if let SymbolKind::Assigned { expr } = &m.symbol(s).kind {
+                v[s.index()] = eval(expr, &Values { v });
+            }
+        }
+        m.algebraic.iter().map(|g| eval(g, &Values { v })).collect()
+    };
+    let norm = |g: &[f64]| g.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    let saved = v.to_vec();
+    let mut g = residuals(v);
+    for _ in 0..50 {
+        if !g.iter().all(|x| x.is_finite()) {
+            break;
+        }
+        if norm(&g) < 1e-12 {
+            return;
+        }
+        let mut jac = vec![vec![0.0; n]; n];
+        for (j, &u) in unknowns.iter().enumerate() {
+            let x = v[u.index()];
+            let h = 1e-7 * x.abs().max(1.0);
+            v[u.index()] = x + h;
+            let gp = residuals(v);
+            v[u.index()] = x;
+            for i in 0..n {
+                jac[i][j] = (gp[i] - g[i]) / h;
+            }
+        }
+        // (JᵀJ + λI) dx = -Jᵀg: Newton's step as λ → 0, defined when J is singular.
+        let mut a = vec![vec![0.0; n + 1]; n];
+        for i in 0..n {
+            for j in 0..n {
+                a[i][j] = (0..n).map(|k| jac[k][i] * jac[k][j]).sum::<f64>() + if i == j { 1e-10 } else { 0.0 };
+            }
+            a[i][n] = -(0..n).map(|k| jac[k][i] * g[k]).sum::<f64>();
+        }
+        let Some(dx) = solve_dense(a) else { break };
+        let before = norm(&g);
+        let mut lambda = 1.0;
+        loop {
+            for (j, &u) in unknowns.iter().enumerate() {
+                v[u.index()] += lambda * dx[j];
+            }
+            let trial = residuals(v);
+            if norm(&trial) <= before || lambda < 1e-3 {
+                g = trial;
+                break;
+            }
+            for (j, &u) in unknowns.iter().enumerate() {
+                v[u.index()] -= lambda * dx[j];
+            }
+            lambda *= 0.5;
+        }
+    }
+    if !(norm(&g) < 1e-6) {
+        v.copy_from_slice(&saved);
+    }
+}
+
 /// The fast subsystem `da/dt = N_f · v(a)` at the start, for relaxation.
 struct Relaxation<'a> {
     model: &'a Model,
@@ -526,8 +602,10 @@ impl Relaxation<'_> {
             match (trial, f_trial) {
                 (Some(t), Some(ft)) if t.iter().chain(&ft).all(|x| x.is_finite()) => {
                     let ftn = norm(&ft);
-                    // Grow the step as the residual falls (switched evolution relaxation).
-                    dt *= (fnorm / ftn.max(1e-300)).clamp(0.5, 4.0);
+                    // Grow the step as the residual falls (switched evolution
+                    // relaxation), and at least twofold: a linear approach to
+                    // equilibrium falls only by 1 + λ·dt per step.
+                    dt *= (2.0 * fnorm / ftn.max(1e-300)).clamp(2.0, 10.0);
                     a = t;
                     f = ft;
                     fnorm = ftn;
