@@ -25,12 +25,10 @@ impl fmt::Display for At {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FitError {
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The underlying errors are part of the message and not `#[source]`s,
+    // so that printing the chain (anyhow's `{:#}`) does not say them twice.
+    #[error("cannot read {}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     /// The problem yaml is malformed or uses YAML this reader does not take.
     #[error("{}:{line}: {problem}", file.display())]
     Yaml { file: PathBuf, line: usize, problem: String },
@@ -49,25 +47,18 @@ pub enum FitError {
     Unsupported { at: At, what: String },
     #[error("{at}: expected {expected} override values, found {found}")]
     OverrideCount { at: At, expected: usize, found: usize },
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {error}", file.display())]
     Model {
         file: PathBuf,
         /// Boxed: the SBML reader's error is large, and every `Result` here carries it.
-        #[source]
-        source: Box<vht_lower::Error>,
+        error: Box<vht_lower::Error>,
     },
-    #[error("{}: {source}", file.display())]
-    Build {
-        file: PathBuf,
-        #[source]
-        source: vht_sim::BuildError,
-    },
-    #[error("simulating condition {condition}: {source}")]
-    Simulation {
-        condition: String,
-        #[source]
-        source: vht_sim::SimError,
-    },
+    #[error("{}: {error}", file.display())]
+    Build { file: PathBuf, error: vht_sim::BuildError },
+    #[error("{}: the model quantities the observables read: {error}", file.display())]
+    Outputs { file: PathBuf, error: vht_sim::SimError },
+    #[error("simulating condition {condition}: {error}")]
+    Simulation { condition: String, error: vht_sim::SimError },
     #[error(
         "condition {condition}: no steady state by t = {t} (weighted norm of the state derivative {norm:.3e}, needs < 1)"
     )]

@@ -159,7 +159,7 @@ impl Objective {
     /// Loads and compiles the model and checks the problem against it.
     pub fn new(problem: Problem, settings: Settings) -> Result<Objective, FitError> {
         let (mut model, _diagnostics) = vht_lower::load(&problem.model)
-            .map_err(|source| FitError::Model { file: problem.model.clone(), source: Box::new(source) })?;
+            .map_err(|error| FitError::Model { file: problem.model.clone(), error: Box::new(error) })?;
         let param_index: HashMap<&str, usize> =
             problem.parameters.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
         let val = |v: &Value, at: &At| match v {
@@ -299,9 +299,9 @@ impl Objective {
         let experiments = group_experiments(&problem, &observables)?;
 
         let sim = Simulator::new(model, &vht_codegen::Options::default())
-            .map_err(|source| FitError::Build { file: problem.model.clone(), source })?;
+            .map_err(|error| FitError::Build { file: problem.model.clone(), error })?;
         let outputs =
-            sim.outputs(&columns).map_err(|source| FitError::Simulation { condition: String::new(), source })?;
+            sim.outputs(&columns).map_err(|error| FitError::Outputs { file: problem.model.clone(), error })?;
         Ok(Objective {
             problem,
             settings,
@@ -479,7 +479,7 @@ impl Objective {
             ..TimeCourse::default()
         };
         vht_sim::simulate(&self.sim, &tc, &self.outputs, overrides)
-            .map_err(|source| FitError::Simulation { condition: condition.to_string(), source })
+            .map_err(|error| FitError::Simulation { condition: condition.to_string(), error })
     }
 
     /// The first row at or after `from` where the state has stopped moving.

@@ -153,7 +153,7 @@ impl Problem {
 /// concatenated; only single-model problems are supported.
 pub fn read(yaml_path: &Path) -> Result<Problem, FitError> {
     let text =
-        std::fs::read_to_string(yaml_path).map_err(|source| FitError::Io { path: yaml_path.to_path_buf(), source })?;
+        std::fs::read_to_string(yaml_path).map_err(|error| FitError::Io { path: yaml_path.to_path_buf(), error })?;
     let doc = yaml::parse(&text, yaml_path)?;
     let dir = yaml_path.parent().unwrap_or(Path::new("."));
     let yerr = |line: usize, problem: String| FitError::Yaml { file: yaml_path.to_path_buf(), line, problem };

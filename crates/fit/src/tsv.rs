@@ -18,7 +18,7 @@ pub(crate) struct Row {
 
 impl Table {
     pub fn read(path: &Path) -> Result<Table, FitError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FitError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| FitError::Io { path: path.to_path_buf(), error })?;
         Ok(Table::parse(&text, path))
     }
 
