@@ -1,6 +1,7 @@
 //! `vht`: the OpenVHT command line.
 
 mod fit;
+mod trial;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
     Conformance(ConformanceArgs),
     /// PEtab parameter-estimation problems: evaluate the objective.
     Fit(fit::FitArgs),
+    /// In silico trials: virtual populations, treatment arms, endpoints.
+    Trial(trial::TrialArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +99,7 @@ fn main() {
         Command::Simulate(a) => simulate(a),
         Command::Conformance(a) => conformance(a),
         Command::Fit(a) => fit::run(a),
+        Command::Trial(a) => trial::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

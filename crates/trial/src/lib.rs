@@ -1,0 +1,9 @@
+pub mod analysis;
+pub mod endpoints;
+pub mod error;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod sample;
+pub mod spec;
+pub mod store;
