@@ -22,6 +22,10 @@ pub struct FitArgs {
     /// e.g. `--set k1=0.5,sigma=2`.
     #[arg(long, value_delimiter = ',', value_name = "ID=VALUE")]
     set: Vec<String>,
+    /// Also write the simulated measurements here, as a PEtab simulation table
+    /// (the measurement table's keys with a `simulation` column, plus `sigma` and `nllh`).
+    #[arg(long, value_name = "FILE.tsv")]
+    simulations: Option<PathBuf>,
 }
 
 pub fn run(a: FitArgs) -> Result<()> {
@@ -50,6 +54,25 @@ pub fn run(a: FitArgs) -> Result<()> {
     let value = objective.evaluate(&values)?;
     let t_eval = t1.elapsed();
 
+    if let Some(path) = &a.simulations {
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        writeln!(w, "observableId\tpreequilibrationConditionId\tsimulationConditionId\ttime\tsimulation\tsigma\tnllh")?;
+        for (m, v) in objective.problem.measurements.iter().zip(&value.measurements) {
+            writeln!(
+                w,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                m.observable,
+                m.preequilibration.as_deref().unwrap_or(""),
+                m.simulation,
+                m.time,
+                v.simulation,
+                v.sigma,
+                v.nllh
+            )?;
+        }
+        w.flush()?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "preequilibration\tsimulation\tmeasurements\tnllh")?;
     for e in &value.experiments {

@@ -44,7 +44,9 @@ mod yaml;
 
 pub use error::{At, FitError};
 pub use math::{parse as parse_formula, FormulaError};
-pub use objective::{neg_log_prior, nllh_term, Evaluation, ExperimentValue, Objective, Settings, SteadyState};
+pub use objective::{
+    neg_log_prior, nllh_term, Evaluation, ExperimentValue, MeasurementValue, Objective, Settings, SteadyState,
+};
 pub use problem::{
     read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,
     Transformation, Value,

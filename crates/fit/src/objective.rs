@@ -51,6 +51,18 @@ pub struct Evaluation {
     /// Negative log-density of the objective priors (0 without priors).
     pub prior: f64,
     pub experiments: Vec<ExperimentValue>,
+    /// One per row of the measurement table, in table order.
+    pub measurements: Vec<MeasurementValue>,
+}
+
+/// The model's side of one measurement.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeasurementValue {
+    /// The observable `h` (linear scale).
+    pub simulation: f64,
+    /// The noise parameter (standard deviation, or Laplace scale) on the transformed scale.
+    pub sigma: f64,
+    pub nllh: f64,
 }
 
 impl Evaluation {
@@ -331,8 +343,10 @@ impl Objective {
         }
         let mut experiments = Vec::new();
         let mut likelihood = 0.0;
+        let nan = MeasurementValue { simulation: f64::NAN, sigma: f64::NAN, nllh: f64::NAN };
+        let mut measurements = vec![nan; self.problem.measurements.len()];
         for e in &self.experiments {
-            let nllh = self.experiment(e, values)?;
+            let nllh = self.experiment(e, values, &mut measurements)?;
             likelihood += nllh;
             experiments.push(ExperimentValue {
                 preequilibration: e.preeq.map(|c| self.problem.conditions[c].id.clone()),
@@ -350,7 +364,7 @@ impl Objective {
             .filter_map(|(p, &x)| p.prior.map(|prior| neg_log_prior(prior, p.scale.apply(x), x)))
             // A fold from +0: an empty f64 sum is -0, which prints as "-0".
             .fold(0.0, |a, b| a + b);
-        Ok(Evaluation { likelihood, prior, experiments })
+        Ok(Evaluation { likelihood, prior, experiments, measurements })
     }
 
     /// Overrides of the parameter table's model parameters.
@@ -358,7 +372,7 @@ impl Objective {
         self.param_targets.iter().zip(values).filter_map(|(t, &v)| t.map(|s| (s, v))).collect()
     }
 
-    fn experiment(&self, e: &Experiment, values: &[f64]) -> Result<f64, FitError> {
+    fn experiment(&self, e: &Experiment, values: &[f64], out: &mut [MeasurementValue]) -> Result<f64, FitError> {
         let cond_name = |c: usize| self.problem.conditions[c].id.clone();
         let mut overrides: Vec<(Sym, f64)> = Vec::new();
         // The first override of a symbol wins, so the most specific come first.
@@ -442,7 +456,9 @@ impl Objective {
             let env = RowEnv { col_of: &self.col_of, row, extras: &extra_vals, n_model: self.n_model, t };
             let h = eval(&code.h, &env);
             let sigma = eval(&code.sigma, &env);
-            total += nllh_term(meas.value, h, sigma, code.transformation, code.noise);
+            let nllh = nllh_term(meas.value, h, sigma, code.transformation, code.noise);
+            out[r.measurement] = MeasurementValue { simulation: h, sigma, nllh };
+            total += nllh;
         }
         Ok(total)
     }

@@ -69,6 +69,13 @@ fn objective_matches_the_closed_form() {
     assert!((v.total() - want - prior).abs() < 1e-6);
     let sum: f64 = v.experiments.iter().map(|e| e.nllh).sum();
     assert!((sum - v.likelihood).abs() < 1e-9);
+    let sum: f64 = v.measurements.iter().map(|m| m.nllh).sum();
+    assert!((sum - v.likelihood).abs() < 1e-9);
+    // The first row: obs_a = scale * A(0) in c0, with sigma_a as its noise.
+    assert!((v.measurements[0].simulation - 2.0).abs() < 1e-9, "{:?}", v.measurements[0]);
+    assert_eq!(v.measurements[0].sigma, 0.3);
+    // The inf row of c0 -> c2: A at the steady state with u = 2, minus 0.1.
+    assert!((v.measurements[7].simulation - 3.9).abs() < 1e-6, "{:?}", v.measurements[7]);
     let names: Vec<String> = v
         .experiments
         .iter()
