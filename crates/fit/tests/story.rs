@@ -106,3 +106,18 @@ fn wrong_number_of_values_is_an_error() {
     let e = objective().evaluate(&[1.0]).unwrap_err();
     assert_eq!(e.to_string(), "4 parameter values expected (one per row of the parameter table), found 1");
 }
+
+#[test]
+fn objective_is_shareable_between_threads() {
+    // Multistart and profiles will evaluate one compiled objective from several threads.
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let obj = objective();
+    shareable(&obj);
+    let nominal = obj.problem.nominal();
+    let serial = obj.evaluate(&nominal).unwrap().likelihood;
+    let parallel: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| obj.evaluate(&nominal).unwrap().likelihood)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(parallel.iter().all(|&v| v == serial), "{parallel:?} vs {serial}");
+}
