@@ -1,6 +1,7 @@
 //! `vht`: the OpenVHT command line.
 
 mod fit;
+mod parquet_out;
 mod trial;
 
 use std::io::Write;
@@ -58,7 +59,7 @@ struct SimulateArgs {
     rtol: f64,
     #[arg(long, default_value_t = 1e-12)]
     atol: f64,
-    /// Write the table here (.csv or .tsv) instead of standard output.
+    /// Write the table here (.csv, .tsv or .parquet) instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the integrator's work counters to standard error.
@@ -150,14 +151,31 @@ fn simulate(a: SimulateArgs) -> Result<()> {
             let sep = match path.extension().and_then(|e| e.to_str()) {
                 Some("csv") => ',',
                 Some("tsv") | Some("txt") => '\t',
-                other => bail!("--out {}: unknown format {:?} (use .csv or .tsv)", path.display(), other.unwrap_or("")),
+                Some("parquet") => {
+                    parquet_out::write(path, &traj)?;
+                    return print_stats(a.stats, load_time, sim_time, &traj);
+                }
+                other => bail!(
+                    "--out {}: unknown format {:?} (use .csv, .tsv or .parquet)",
+                    path.display(),
+                    other.unwrap_or("")
+                ),
             };
             let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
             write_table(&mut std::io::BufWriter::new(file), &traj, sep)?;
         }
         None => write_table(&mut std::io::stdout().lock(), &traj, ',')?,
     }
-    if a.stats {
+    print_stats(a.stats, load_time, sim_time, &traj)
+}
+
+fn print_stats(
+    show: bool,
+    load_time: std::time::Duration,
+    sim_time: std::time::Duration,
+    traj: &Trajectory,
+) -> Result<()> {
+    if show {
         let s = traj.stats;
         eprintln!(
             "load+compile {:.3} ms, simulate {:.3} ms; steps {}, rhs {}, jacobian-vector {}, LU {}, error-test failures {}, newton failures {}",
