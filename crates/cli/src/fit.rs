@@ -49,6 +49,9 @@ pub fn run(a: FitArgs) -> Result<()> {
     }
     let settings = vht_fit::Settings { rtol: a.rtol, atol: a.atol, ..Default::default() };
     let objective = vht_fit::Objective::new(problem, settings)?;
+    for d in &objective.diagnostics {
+        eprintln!("warning: {d}");
+    }
     let t_load = t0.elapsed();
     let t1 = Instant::now();
     let value = objective.evaluate(&values)?;

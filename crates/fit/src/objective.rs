@@ -86,6 +86,8 @@ pub struct ExperimentValue {
 pub struct Objective {
     pub problem: Problem,
     pub settings: Settings,
+    /// The SBML reader's warnings about the model.
+    pub diagnostics: Vec<vht_lower::Diagnostic>,
     sim: Simulator,
     outputs: Outputs,
     n_model: usize,
@@ -170,7 +172,7 @@ struct Row {
 impl Objective {
     /// Loads and compiles the model and checks the problem against it.
     pub fn new(problem: Problem, settings: Settings) -> Result<Objective, FitError> {
-        let (mut model, _diagnostics) = vht_lower::load(&problem.model)
+        let (mut model, diagnostics) = vht_lower::load(&problem.model)
             .map_err(|error| FitError::Model { file: problem.model.clone(), error: Box::new(error) })?;
         let param_index: HashMap<&str, usize> =
             problem.parameters.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
@@ -317,6 +319,7 @@ impl Objective {
         Ok(Objective {
             problem,
             settings,
+            diagnostics,
             sim,
             outputs,
             n_model,
