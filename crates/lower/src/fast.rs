@@ -275,6 +275,8 @@ fn history_before_start(model: &mut Model, start: &HashMap<Sym, Expr>) {
 
 /// Groups of species (rows) and fast reactions (columns) connected through
 /// nonzero stoichiometries.
+// Row operations on small dense matrices read best with indices.
+#[allow(clippy::needless_range_loop)]
 fn components(nf: &[Vec<f64>]) -> Vec<(Vec<usize>, Vec<usize>)> {
     let n = nf.len();
     let m = nf.first().map_or(0, Vec::len);
@@ -340,6 +342,8 @@ fn dot(law: &[Expr], xs: &[Expr]) -> Expr {
 }
 
 /// The columns of `a` that are linearly independent (pivots of its echelon form).
+// Row operations on small dense matrices read best with indices.
+#[allow(clippy::needless_range_loop)]
 fn pivot_columns(a: &[Vec<f64>]) -> Vec<usize> {
     let mut a: Vec<Vec<f64>> = a.to_vec();
     let rows = a.len();
@@ -371,6 +375,8 @@ fn pivot_columns(a: &[Vec<f64>]) -> Vec<usize> {
 
 /// A basis of the null space of `a` (rows of length `n`): one vector per
 /// free column of its reduced row echelon form.
+// Row operations on small dense matrices read best with indices.
+#[allow(clippy::needless_range_loop)]
 fn null_space(a: &[Vec<f64>], n: usize) -> Vec<Vec<f64>> {
     let mut a: Vec<Vec<f64>> = a.to_vec();
     let rows = a.len();
@@ -525,7 +531,8 @@ fn solve_algebraic(m: &Model, v: &mut [f64]) {
             lambda *= 0.5;
         }
     }
-    if !(norm(&g) < 1e-6) {
+    let residual = norm(&g);
+    if residual.is_nan() || residual >= 1e-6 {
         v.copy_from_slice(&saved);
     }
 }
@@ -618,6 +625,8 @@ impl Relaxation<'_> {
 }
 
 /// Gaussian elimination with partial pivoting on an augmented matrix.
+// Row operations on small dense matrices read best with indices.
+#[allow(clippy::needless_range_loop)]
 fn solve_dense(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
     let n = a.len();
     for c in 0..n {

@@ -9,6 +9,18 @@ use vht_sbml::{Diagnostic, Document, FunctionDefinition, RuleKind, Severity, Spe
 use crate::convert::{inline_calls, Converter, Scope, RATE_OF_BASE};
 use crate::{matching, LowerError};
 
+/// The lowered math of a model, before symbols get their kinds.
+pub(crate) struct Lowered<'d> {
+    /// Per rule (None where it has no math).
+    rules: Vec<Option<Expr>>,
+    /// Initial assignments by symbol.
+    ias: HashMap<&'d str, Expr>,
+    /// Per reaction: its kinetic law.
+    fluxes: Vec<Expr>,
+    /// Per reaction: the stoichiometries of its reactants and products.
+    stoich: Vec<(Vec<Expr>, Vec<Expr>)>,
+}
+
 /// What an SBML id names.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Entity {
@@ -386,14 +398,44 @@ impl<'d> Lowering<'d> {
         }
     }
 
+    /// Fills in every symbol's equation, the algebraic equations and the
+    /// events. Math is lowered first (it needs only names); the kinds then
+    /// follow from the setters decided earlier.
     fn fill(&mut self) -> Result<(), LowerError> {
-        let doc = self.doc;
-        let m = &doc.model;
         let funcs = std::mem::take(&mut self.funcs);
         let syms = std::mem::take(&mut self.syms);
         let file = self.file.clone();
         let mut conv = Converter { file: &file, funcs: &funcs, syms: &syms, rate_of: Vec::new(), nesting: 0 };
+        let lowered = self.lower_math(&mut conv, &syms)?;
+        let fast = crate::fast::FastSystem::new(self);
+        let amount_rates = self.reaction_rates(&syms, &lowered, &fast)?;
+        self.fill_values(&syms, &lowered);
+        self.fill_species(&syms, &lowered, amount_rates)?;
+        self.fill_events(&mut conv, &syms)?;
+        let Lowered { stoich, .. } = lowered;
+        fast.apply(self, &syms, &stoich)?;
 
+        // An algebraic unknown nothing gives a value still needs a finite
+        // first guess for the solver; 0 is what SBML tools conventionally use.
+        for sym in &mut self.model.symbols {
+            if matches!(sym.kind, SymbolKind::Algebraic) && matches!(sym.initial, Expr::Num(x) if x.is_nan()) {
+                sym.initial = Expr::Num(0.0);
+            }
+        }
+
+        let targets = std::mem::take(&mut conv.rate_of);
+        drop(conv);
+        self.resolve_rate_of(&targets);
+        self.funcs = funcs;
+        self.syms = syms;
+        Ok(())
+    }
+
+    /// Rules, initial assignments, kinetic laws and stoichiometries, in SBML
+    /// meaning (a species id reads what SBML says it means).
+    fn lower_math(&mut self, conv: &mut Converter, syms: &HashMap<String, Sym>) -> Result<Lowered<'d>, LowerError> {
+        let m = &self.doc.model;
+        let file = self.file.clone();
         // Rules and initial assignments, in SBML meaning.
         let mut rule_exprs: Vec<Option<Expr>> = Vec::with_capacity(m.rules.len());
         for (i, r) in m.rules.iter().enumerate() {
@@ -482,6 +524,19 @@ impl<'d> Lowering<'d> {
             stoich.push(sides);
         }
 
+        Ok(Lowered { rules: rule_exprs, ias, fluxes, stoich })
+    }
+
+    /// Sets the reaction flux symbols and returns, per species that
+    /// reactions change, the rate of its amount (fast reactions left out).
+    fn reaction_rates(
+        &mut self,
+        syms: &HashMap<String, Sym>,
+        lowered: &Lowered,
+        fast: &crate::fast::FastSystem,
+    ) -> Result<HashMap<usize, Expr>, LowerError> {
+        let m = &self.doc.model;
+        let (fluxes, stoich) = (&lowered.fluxes, &lowered.stoich);
         // Reaction fluxes.
         for (ri, r) in m.reactions.iter().enumerate() {
             let s = syms[&r.id];
@@ -489,7 +544,6 @@ impl<'d> Lowering<'d> {
         }
 
         // Per species: the sum of reaction contributions to its amount.
-        let fast = crate::fast::FastSystem::new(self);
         let mut contributions: HashMap<usize, Vec<Expr>> = HashMap::new();
         for (ri, r) in m.reactions.iter().enumerate() {
             if fast.is_fast(ri) {
@@ -524,7 +578,13 @@ impl<'d> Lowering<'d> {
             amount_rates.insert(si, rate);
         }
 
-        // Compartments, parameters and species references: value symbols.
+        Ok(amount_rates)
+    }
+
+    /// Compartments, parameters and species references: value symbols.
+    fn fill_values(&mut self, syms: &HashMap<String, Sym>, lowered: &Lowered) {
+        let m = &self.doc.model;
+        let (rule_exprs, ias) = (&lowered.rules, &lowered.ias);
         let value_like: Vec<(&str, Option<f64>, Sym, u32)> = m
             .compartments
             .iter()
@@ -564,8 +624,17 @@ impl<'d> Lowering<'d> {
             sym.kind = kind;
             sym.initial = initial;
         }
+    }
 
-        // Species.
+    /// Species: amount-backed concentrations, amounts, and their views.
+    fn fill_species(
+        &mut self,
+        syms: &HashMap<String, Sym>,
+        lowered: &Lowered,
+        mut amount_rates: HashMap<usize, Expr>,
+    ) -> Result<(), LowerError> {
+        let m = &self.doc.model;
+        let (rule_exprs, ias) = (&lowered.rules, &lowered.ias);
         for (si, sp) in m.species.iter().enumerate() {
             let s = syms[&sp.id];
             let c = syms.get(&sp.compartment).copied();
@@ -591,13 +660,10 @@ impl<'d> Lowering<'d> {
                     (None, None) => Expr::Num(f64::NAN),
                 }
             };
-            if ia.is_none() && sp.initial_amount.is_none() && sp.initial_concentration.is_none() {
-                if !matches!(self.setter(&sp.id), Setter::AssignmentRule(_)) {
-                    self.warn(
-                        Some(sp.line),
-                        format!("species '{}' has no initial value and nothing assigns one", sp.id),
-                    );
-                }
+            let unset = ia.is_none() && sp.initial_amount.is_none() && sp.initial_concentration.is_none();
+            let determined = matches!(self.setter(&sp.id), Setter::AssignmentRule(_) | Setter::Algebraic(_));
+            if unset && !determined {
+                self.warn(Some(sp.line), format!("species '{}' has no initial value and nothing assigns one", sp.id));
             }
             let setter = self.setter(&sp.id);
             let rule = |i: usize| rule_exprs.get(i).cloned().flatten();
@@ -661,7 +727,12 @@ impl<'d> Lowering<'d> {
             }
         }
 
-        // Events.
+        Ok(())
+    }
+
+    /// Events, with SBML's meaning of assigning a concentration or a size.
+    fn fill_events(&mut self, conv: &mut Converter, syms: &HashMap<String, Sym>) -> Result<(), LowerError> {
+        let m = &self.doc.model;
         for ev in &m.events {
             let ctx = format!("event '{}'", ev.id);
             let scope = Scope::new(&ctx, None);
@@ -746,21 +817,6 @@ impl<'d> Lowering<'d> {
             });
         }
 
-        fast.apply(self, &syms, &stoich)?;
-
-        // An algebraic unknown nothing gives a value still needs a finite
-        // first guess for the solver; 0 is what SBML tools conventionally use.
-        for sym in &mut self.model.symbols {
-            if matches!(sym.kind, SymbolKind::Algebraic) && matches!(sym.initial, Expr::Num(x) if x.is_nan()) {
-                sym.initial = Expr::Num(0.0);
-            }
-        }
-
-        let targets = std::mem::take(&mut conv.rate_of);
-        drop(conv);
-        self.resolve_rate_of(&targets);
-        self.funcs = funcs;
-        self.syms = syms;
         Ok(())
     }
 

@@ -133,6 +133,7 @@ fn initial_values(m: &Model) -> Result<Vec<f64>, String> {
 }
 
 /// Gaussian elimination with partial pivoting on an augmented matrix.
+#[allow(clippy::needless_range_loop)]
 fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
     let n = a.len();
     for c in 0..n {

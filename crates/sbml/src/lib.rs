@@ -65,9 +65,23 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Why a document could not be read. The details are boxed so that every
+/// `Result` of the reader stays small (it recurses through MathML).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error {
+    pub kind: Box<ErrorKind>,
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error { kind: Box::new(kind) }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ErrorKind {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -114,7 +128,8 @@ fn id_suffix(id: &Option<String>) -> String {
 
 /// Reads an SBML file. `comp` submodels are resolved relative to its folder.
 pub fn read_file(path: &Path) -> Result<(Document, Vec<Diagnostic>), Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::from(ErrorKind::Io { path: path.to_path_buf(), source }))?;
     read_str(&text, Some(path))
 }
 

@@ -7,7 +7,7 @@ use roxmltree::Node;
 use crate::infix::parse_formula;
 use crate::math::{Math, Op};
 use crate::model::*;
-use crate::{Diagnostic, Error, Severity};
+use crate::{Diagnostic, Error, ErrorKind, Severity};
 
 const MATHML_NS: &str = "http://www.w3.org/1998/Math/MathML";
 /// Deepest MathML nesting read. Real models stay far below it (a few tens);
@@ -19,14 +19,15 @@ pub const MAX_MATH_DEPTH: u32 = 256;
 const HANDLED_PACKAGES: &[&str] = &["comp", "fbc"];
 
 pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Document, Vec<Diagnostic>), Error> {
-    let xdoc = roxmltree::Document::parse(xml).map_err(|e| Error::Xml {
-        file: file.to_string(),
-        line: e.pos().row,
-        message: e.to_string(),
+    let xdoc = roxmltree::Document::parse(xml).map_err(|e| {
+        Error::from(ErrorKind::Xml { file: file.to_string(), line: e.pos().row, message: e.to_string() })
     })?;
     let root = xdoc.root_element();
     if root.tag_name().name() != "sbml" {
-        return Err(Error::NotSbml { file: file.to_string(), found: root.tag_name().name().to_string() });
+        return Err(Error::from(ErrorKind::NotSbml {
+            file: file.to_string(),
+            found: root.tag_name().name().to_string(),
+        }));
     }
     let line = xdoc.text_pos_at(root.range().start).row;
     let mut diags = Vec::new();
@@ -46,7 +47,11 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
             continue;
         }
         if required == Some(true) {
-            return Err(Error::UnsupportedPackage { package: pkg.to_string(), file: file.to_string(), line });
+            return Err(Error::from(ErrorKind::UnsupportedPackage {
+                package: pkg.to_string(),
+                file: file.to_string(),
+                line,
+            }));
         }
         // Several namespaces can map to one package (e.g. layout and render).
         if !diags.iter().any(|d: &Diagnostic| d.message.contains(&format!("'{pkg}'"))) {
@@ -60,7 +65,7 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
     }
     if uses_comp {
         let flat = crate::comp::flatten(xml, origin.and_then(Path::parent))
-            .map_err(|source| Error::Comp { file: file.to_string(), source })?;
+            .map_err(|source| Error::from(ErrorKind::Comp { file: file.to_string(), source }))?;
         // The flattened text no longer declares comp, so this does not recurse again.
         let (doc, more) = read(&flat, file, None)?;
         diags.extend(more);
@@ -72,12 +77,12 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
     let (level, version) = match (level_s.parse::<u32>(), version_s.parse::<u32>()) {
         (Ok(l @ 1..=3), Ok(v @ 1..=5)) => (l, v),
         _ => {
-            return Err(Error::UnsupportedLevel {
+            return Err(Error::from(ErrorKind::UnsupportedLevel {
                 file: file.to_string(),
                 line,
                 level: level_s.to_string(),
                 version: version_s.to_string(),
-            })
+            }))
         }
     };
     let core_ns = root.tag_name().namespace().map(str::to_string);
@@ -91,7 +96,8 @@ pub(crate) fn read(xml: &str, file: &str, origin: Option<&Path>) -> Result<(Docu
         core_ns,
         diags,
     };
-    let model_node = r.child(root, "model").ok_or_else(|| Error::NoModel { file: file.to_string() })?;
+    let model_node =
+        r.child(root, "model").ok_or_else(|| Error::from(ErrorKind::NoModel { file: file.to_string() }))?;
     let model = r.model(model_node)?;
     let diags = r.diags;
     Ok((Document { level, version, model }, diags))
@@ -162,17 +168,19 @@ impl<'a, 'i> Reader<'a, 'i> {
     }
 
     fn req(&self, n: N, attr: &str) -> Result<String, Error> {
-        n.attribute(attr).map(|s| s.trim().to_string()).ok_or_else(|| Error::MissingAttribute {
-            file: self.file.to_string(),
-            line: self.line(n),
-            element: n.tag_name().name().to_string(),
-            id: n.attribute("id").or(n.attribute("name")).map(str::to_string),
-            attribute: attr.to_string(),
+        n.attribute(attr).map(|s| s.trim().to_string()).ok_or_else(|| {
+            Error::from(ErrorKind::MissingAttribute {
+                file: self.file.to_string(),
+                line: self.line(n),
+                element: n.tag_name().name().to_string(),
+                id: n.attribute("id").or(n.attribute("name")).map(str::to_string),
+                attribute: attr.to_string(),
+            })
         })
     }
 
     fn bad_attr(&self, n: N, attr: &str, value: &str, expected: &'static str) -> Error {
-        Error::BadAttribute {
+        Error::from(ErrorKind::BadAttribute {
             file: self.file.to_string(),
             line: self.line(n),
             element: n.tag_name().name().to_string(),
@@ -180,7 +188,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             attribute: attr.to_string(),
             value: value.to_string(),
             expected,
-        }
+        })
     }
 
     fn num(&self, n: N, attr: &str) -> Result<Option<f64>, Error> {
@@ -271,12 +279,12 @@ impl<'a, 'i> Reader<'a, 'i> {
         let (args, body) = match self.math_child(f)? {
             Some(Math::Lambda(args, body)) => (args, Some(*body)),
             Some(_) => {
-                return Err(Error::BadMath {
+                return Err(Error::from(ErrorKind::BadMath {
                     file: self.file.to_string(),
                     line,
                     element: "functionDefinition".into(),
                     problem: format!("'{id}' does not contain a <lambda>"),
-                })
+                }))
             }
             None => (Vec::new(), None),
         };
@@ -517,22 +525,24 @@ impl<'a, 'i> Reader<'a, 'i> {
 
     fn formula(&self, n: N, attr: &str) -> Result<Math, Error> {
         let text = self.req(n, attr)?;
-        parse_formula(&text).map_err(|e| Error::BadFormula {
-            file: self.file.to_string(),
-            line: self.line(n),
-            formula: text.clone(),
-            at: e.at,
-            problem: e.problem,
+        parse_formula(&text).map_err(|e| {
+            Error::from(ErrorKind::BadFormula {
+                file: self.file.to_string(),
+                line: self.line(n),
+                formula: text.clone(),
+                at: e.at,
+                problem: e.problem,
+            })
         })
     }
 
     fn math_err(&self, n: N, problem: impl Into<String>) -> Error {
-        Error::BadMath {
+        Error::from(ErrorKind::BadMath {
             file: self.file.to_string(),
             line: self.line(n),
             element: n.tag_name().name().to_string(),
             problem: problem.into(),
-        }
+        })
     }
 
     /// MathML to [`Math`]. Recursion is bounded by [`MAX_MATH_DEPTH`] (an
