@@ -6,7 +6,8 @@
 //! replicates, several measurement files, numeric and parameter overrides,
 //! log10/normal, log/laplace and lin/normal observables, and a prior.
 //!
-//! Model: dA/dt = k0 u - k1 A (A a concentration in C), dB/dt = -k1 B (B an amount).
+//! Model: dA/dt = k0 u - k1 A (A a concentration in C, integrated as an amount),
+//! dB/dt = -k1 B (B has only substance units: its symbol is its amount).
 
 use std::f64::consts::{LN_10, PI};
 use std::path::Path;
@@ -32,7 +33,7 @@ fn by_hand(k0: f64, k1: f64, sa: f64, scale: f64) -> f64 {
             ss + (a0 - ss) * (-k1 * t).exp()
         }
     };
-    let b = |t: f64| 4.0 * (-k1 * t).exp();
+    let b = |b0: f64, t: f64| b0 * (-k1 * t).exp();
     let log10_normal = |y: f64, h: f64, s: f64| normal(y.log10(), h.log10(), s) + (y * LN_10).ln();
     let log_laplace = |y: f64, h: f64, s: f64| (2.0 * s).ln() + (y.ln() - h.ln()).abs() / s + y.ln();
     let a_ss = k0 / k1;
@@ -49,9 +50,9 @@ fn by_hand(k0: f64, k1: f64, sa: f64, scale: f64) -> f64 {
     // c0 -> c3: A reset to 5.
     total += normal(4.0, a(5.0, 1.0, 0.5) - scale, 0.5);
     total += normal(2.1, a(1.0, 1.0, f64::INFINITY), 0.5);
-    // measurements_b.tsv: B is an amount, so c1's compartment size leaves it alone.
-    total += log_laplace(2.5, b(1.0), 0.5 * sa);
-    total += log_laplace(1.4, b(2.0), 0.5 * sa);
+    // measurements_b.tsv: B is an amount (c1 sets it to 6), so c1's compartment size leaves it alone.
+    total += log_laplace(2.5, b(4.0, 1.0), 0.5 * sa);
+    total += log_laplace(1.4, b(6.0, 2.0), 0.5 * sa);
     total
 }
 
