@@ -9,8 +9,28 @@
 //! their unknowns by matching, fast reactions become equilibrium constraints,
 //! and `rateOf` becomes the rate expression it denotes.
 //!
+//! Decisions where SBML leaves room, each pinned by SBML Test Suite cases:
+//! - a species whose id means a concentration is integrated as its amount
+//!   (`S.amount`, role `Internal`; `S = S.amount / size`), so reactions and
+//!   resizing events are exact; a concentration set by a rate rule is itself
+//!   the state, and an event resizing its compartment rescales it by old/new;
+//! - an event assigning a concentration sets the amount to value × the size
+//!   before the event, even when the same event resizes (01779, 01506);
+//! - a 0-D compartment without a size has size 1 (its species' amounts and
+//!   concentrations coincide);
+//! - `rateOf(x)` is x's rate: its rate expression, 0 for a constant, the
+//!   chain rule through an assigned quantity; inside `delay` it is 0 before
+//!   t = 0, where the model is at rest (01400);
+//! - an algebraic rule's unknown is preferred among candidates no event
+//!   sets, then without a value, then in model order (01589, 01787);
+//! - fast reactions: see the `fast` module; the fast species' first guesses
+//!   are the equilibrium reached by relaxing the fast reactions from the
+//!   given amounts (pseudo-transient continuation at lowering time), which
+//!   picks the root the reactions run to when there are several.
+//!
 //! Architecture invariant: the IR knows nothing about SBML, and this crate
-//! knows nothing about how the IR is executed.
+//! knows nothing about how the IR is executed (it evaluates initial values
+//! only to give algebraic unknowns good first guesses).
 //!
 //! ```
 //! let xml = r#"<sbml xmlns="http://www.sbml.org/sbml/level3/version2/core" level="3" version="2">

@@ -154,8 +154,11 @@ impl<'d> Lowering<'d> {
                 }
             }
         }
+        // Function ids share the model's one namespace.
         for f in &m.function_definitions {
-            self.funcs.insert(f.id.clone(), f);
+            if self.ids.contains_key(&f.id) || self.funcs.insert(f.id.clone(), f).is_some() {
+                return Err(LowerError::DuplicateId { file: self.file.clone(), id: f.id.clone() });
+            }
         }
         Ok(())
     }

@@ -282,3 +282,19 @@ fn deep_nesting() {
         expect!["model.xml: initial assignment for 'p': the expression is nested more than 256 levels deep once functions are inlined"],
     );
 }
+
+#[test]
+fn duplicate_ids() {
+    check(
+        &l3(r#"<listOfCompartments><compartment id="x" size="1" constant="true"/></listOfCompartments>
+<listOfParameters><parameter id="x" value="1" constant="true"/></listOfParameters>"#),
+        expect!["model.xml: the id 'x' is defined twice"],
+    );
+    check(
+        &l3(&format!(
+            r#"<listOfFunctionDefinitions><functionDefinition id="k"><math {MATH}><lambda><cn>1</cn></lambda></math></functionDefinition></listOfFunctionDefinitions>
+<listOfParameters><parameter id="k" value="1" constant="true"/></listOfParameters>"#
+        )),
+        expect!["model.xml: the id 'k' is defined twice"],
+    );
+}
