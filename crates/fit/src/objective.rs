@@ -348,8 +348,10 @@ impl Objective {
         let mut likelihood = 0.0;
         let nan = MeasurementValue { simulation: f64::NAN, sigma: f64::NAN, nllh: f64::NAN };
         let mut measurements = vec![nan; self.problem.measurements.len()];
+        // Pre-equilibration condition -> the output row at its steady state.
+        let mut preeq_cache: Vec<(usize, Vec<f64>)> = Vec::new();
         for e in &self.experiments {
-            let nllh = self.experiment(e, values, &mut measurements)?;
+            let nllh = self.experiment(e, values, &mut preeq_cache, &mut measurements)?;
             likelihood += nllh;
             experiments.push(ExperimentValue {
                 preequilibration: e.preeq.map(|c| self.problem.conditions[c].id.clone()),
@@ -375,7 +377,13 @@ impl Objective {
         self.param_targets.iter().zip(values).filter_map(|(t, &v)| t.map(|s| (s, v))).collect()
     }
 
-    fn experiment(&self, e: &Experiment, values: &[f64], out: &mut [MeasurementValue]) -> Result<f64, FitError> {
+    fn experiment(
+        &self,
+        e: &Experiment,
+        values: &[f64],
+        preeq_cache: &mut Vec<(usize, Vec<f64>)>,
+        out: &mut [MeasurementValue],
+    ) -> Result<f64, FitError> {
         let cond_name = |c: usize| self.problem.conditions[c].id.clone();
         let mut overrides: Vec<(Sym, f64)> = Vec::new();
         // The first override of a symbol wins, so the most specific come first.
@@ -390,10 +398,17 @@ impl Objective {
                     });
                 }
             }
-            pre_ov.extend(self.base_overrides(values));
-            let traj = self.run(&[], true, &pre_ov, &cond_name(pre))?;
-            let row = self.steady_row(&traj, 0, &cond_name(pre))?;
-            let r = traj.row(row);
+            // Conditions that share a pre-equilibration share its simulation.
+            let r: &[f64] = match preeq_cache.iter().find(|(c, _)| *c == pre) {
+                Some((_, row)) => row,
+                None => {
+                    pre_ov.extend(self.base_overrides(values));
+                    let traj = self.run(&[], true, &pre_ov, &cond_name(pre))?;
+                    let row = self.steady_row(&traj, 0, &cond_name(pre))?;
+                    preeq_cache.push((pre, traj.row(row).to_vec()));
+                    &preeq_cache[preeq_cache.len() - 1].1
+                }
+            };
             // Species the main condition sets are reset; the rest start where
             // pre-equilibration ended.
             for &(t, v) in &self.condition_targets[e.sim] {
