@@ -264,8 +264,8 @@ impl<'a, 'i> Reader<'a, 'i> {
         }
         // Constraints only restrict valid trajectories; they never change a
         // simulation, so they are deliberately not read.
-        for (i, r) in self.list(m, "listOfReactions", &["reaction"]).into_iter().enumerate() {
-            model.reactions.push(self.reaction(r, i)?);
+        for r in self.list(m, "listOfReactions", &["reaction"]) {
+            model.reactions.push(self.reaction(r)?);
         }
         for (i, e) in self.list(m, "listOfEvents", &["event"]).into_iter().enumerate() {
             model.events.push(self.event(e, i)?);
@@ -421,10 +421,9 @@ impl<'a, 'i> Reader<'a, 'i> {
         Ok(SpeciesReference { id, species, stoichiometry, stoichiometry_math, constant, line })
     }
 
-    fn reaction(&mut self, r: N<'a, 'i>, index: usize) -> Result<Reaction, Error> {
+    fn reaction(&mut self, r: N<'a, 'i>) -> Result<Reaction, Error> {
         let line = self.line(r);
         let id = self.sid(r)?;
-        let _ = index;
         let reversible = if self.level == 3 {
             self.l3_required_bool(r, "reversible", true)?
         } else {
