@@ -431,11 +431,19 @@ fn read_measurements(t: &Table, out: &mut Vec<Measurement>) -> Result<(), FitErr
                 found: t.get(row, Some(c_time)).unwrap_or("").to_string(),
             });
         }
+        let value = t.number(row, c_meas)?;
+        if !value.is_finite() {
+            return Err(FitError::Value {
+                at: t.at(row.line, "measurement"),
+                expected: "a finite number",
+                found: t.get(row, Some(c_meas)).unwrap_or("").to_string(),
+            });
+        }
         out.push(Measurement {
             observable: t.get(row, Some(c_obs)).unwrap_or("").to_string(),
             preequilibration: t.get(row, c_pre).map(str::to_string),
             simulation: t.get(row, Some(c_sim)).unwrap_or("").to_string(),
-            value: t.number(row, c_meas)?,
+            value,
             time,
             observable_parameters: list(row, c_op, "observableParameters")?,
             noise_parameters: list(row, c_np, "noiseParameters")?,

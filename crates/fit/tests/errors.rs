@@ -63,6 +63,19 @@ fn measurement_that_is_not_a_number() {
 }
 
 #[test]
+fn measurement_that_is_nan() {
+    check(
+        "nan_measurement",
+        "measurementData",
+        "66.3634939682528",
+        "NaN",
+        expect![
+            "measurementData_Boehm_JProteomeRes2014.tsv:3, column 'measurement': expected a finite number, found 'NaN'"
+        ],
+    );
+}
+
+#[test]
 fn negative_time() {
     check(
         "negative_time",
