@@ -74,10 +74,12 @@ fn check(path: &Path) -> Result<(), String> {
 fn published_models() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
     let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
-    let mut files: Vec<_> = std::fs::read_dir(&local).unwrap().map(|e| e.unwrap().path()).collect();
+    let is_sbml = |p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "xml");
+    let mut files: Vec<_> = std::fs::read_dir(&local).unwrap().map(|e| e.unwrap().path()).filter(is_sbml).collect();
     if let Ok(dir) = std::fs::read_dir(&shared) {
-        files.extend(dir.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "xml")));
+        files.extend(dir.map(|e| e.unwrap().path()).filter(is_sbml));
     }
+    assert!(!files.is_empty());
     let failures: Vec<String> = files.iter().filter_map(|f| check(f).err()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
