@@ -95,18 +95,27 @@ fn run_trial(a: RunArgs) -> Result<()> {
         let rate = p.done as f64 / elapsed;
         // The first moments of a phase give no rate worth showing.
         if elapsed < 0.05 {
-            eprint!("\r{}: {}/{}      ", if p.phase == Phase::Screening { "plausible patients" } else { "patients simulated" }, p.done, p.total);
+            eprint!(
+                "\r{}: {}/{}      ",
+                if p.phase == Phase::Screening { "plausible patients" } else { "patients simulated" },
+                p.done,
+                p.total
+            );
             return;
         }
-        let eta = if rate > 0.0 { clock(Duration::from_secs_f64((p.total - p.done.min(p.total)) as f64 / rate)) } else { "?".into() };
+        let eta = if rate > 0.0 {
+            clock(Duration::from_secs_f64((p.total - p.done.min(p.total)) as f64 / rate))
+        } else {
+            "?".into()
+        };
         let what = match p.phase {
             Phase::Screening => "plausible patients",
             Phase::Simulating => "patients simulated",
         };
         eprint!("\r{what}: {}/{} ({:.0}/s, {} left)      ", p.done, p.total, rate, eta);
     };
-    let outcome = vht_trial::store::run(&plan, &opts, &progress)
-        .with_context(|| format!("trial {}", a.spec.display()))?;
+    let outcome =
+        vht_trial::store::run(&plan, &opts, &progress).with_context(|| format!("trial {}", a.spec.display()))?;
     eprintln!();
     let s = &outcome.screening.stats;
     eprintln!("population: {} candidates tried, {} accepted", s.tried, s.accepted);

@@ -50,7 +50,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("spec                {}", spec_path.display());
     println!("patients            {patients} ({failed} failed), arms {}, threads {threads_used}", plan.arms.len());
     println!("load + compile      {:.3} s", compile.as_secs_f64());
-    println!("simulate            {sim:.1} s  ({rate:.0} patients/s, {:.3} ms per patient per thread)", 1e3 * threads_used as f64 / rate);
+    println!(
+        "simulate            {sim:.1} s  ({rate:.0} patients/s, {:.3} ms per patient per thread)",
+        1e3 * threads_used as f64 / rate
+    );
     println!("whole run           {total:.1} s  (with Parquet, summary, report)");
     println!("peak RSS            {:.0} MB", peak_rss_mb().unwrap_or(f64::NAN));
     println!("1,000,000 patients  {:.1} min projected at this rate", 1e6 / rate / 60.0);

@@ -177,7 +177,8 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
             .iter()
             .map(|resp| {
                 let x: Vec<f64> = rows.iter().map(|&r| t.endpoints[resp.endpoint][r]).filter(|v| !v.is_nan()).collect();
-                let yes = x.iter().filter(|&&v| if resp.above { v > resp.threshold } else { v < resp.threshold }).count();
+                let yes =
+                    x.iter().filter(|&&v| if resp.above { v > resp.threshold } else { v < resp.threshold }).count();
                 ResponderRate {
                     definition: resp.label(&spec.endpoints),
                     n: x.len() as u64,

@@ -64,12 +64,12 @@ fn extreme(s: &[(f64, f64)], sign: f64) -> (f64, f64) {
     let d01 = (y1 - y0) / (t1 - t0);
     let d12 = (y2 - y1) / (t2 - t1);
     let a = (d12 - d01) / (t2 - t0);
-    if !(a < 0.0) {
+    if a.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less) {
         return s[k];
     }
     let b = d01 - a * (t0 + t1);
     let tv = -b / (2.0 * a);
-    if !(tv > t0 && tv < t2) {
+    if tv.is_nan() || tv <= t0 || tv >= t2 {
         return s[k];
     }
     let yv = y1 + d01 * (tv - t1) + a * (tv - t1) * (tv - t0);

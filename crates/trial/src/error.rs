@@ -73,8 +73,10 @@ fn suggestions(nearest: &[String]) -> String {
 /// and only those close enough to be a plausible typo).
 pub fn nearest<'a>(id: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = 2.max(id.chars().count() / 2);
-    let mut scored: Vec<(usize, &str)> =
-        candidates.map(|c| (edit_distance(&c.to_lowercase(), &id.to_lowercase()), c)).filter(|(d, _)| *d <= limit).collect();
+    let mut scored: Vec<(usize, &str)> = candidates
+        .map(|c| (edit_distance(&c.to_lowercase(), &id.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
     scored.into_iter().take(3).map(|(_, c)| c.to_string()).collect()

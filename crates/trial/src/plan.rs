@@ -129,10 +129,8 @@ impl Plan {
                 let col = column_for(&mut columns, &c.variable, Expr::Sym(s));
                 at.push((times.iter().position(|&t| t == c.time).unwrap_or(0), col));
             }
-            let sim = Simulator::new(model.clone(), &vht_codegen::Options::default()).map_err(|e| TrialError::Build {
-                model: spec.model.clone(),
-                arm: "(screening)".into(),
-                message: e.to_string(),
+            let sim = Simulator::new(model.clone(), &vht_codegen::Options::default()).map_err(|e| {
+                TrialError::Build { model: spec.model.clone(), arm: "(screening)".into(), message: e.to_string() }
             })?;
             let outputs = sim.outputs(&columns).map_err(|e| TrialError::Build {
                 model: spec.model.clone(),
@@ -203,7 +201,9 @@ impl Resolver<'_> {
 
     /// Any model variable (for endpoints and constraints).
     fn variable(&self, id: &str, at: &Location) -> Result<Sym, TrialError> {
-        self.model.lookup(id).ok_or_else(|| self.unknown(id, at, &format!("is not in the model {}", self.model_path.display())))
+        self.model
+            .lookup(id)
+            .ok_or_else(|| self.unknown(id, at, &format!("is not in the model {}", self.model_path.display())))
     }
 
     /// The symbol whose value an intervention or a sample sets, and the
@@ -303,7 +303,9 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
         let priority = Some(-(j as f64));
         let assign = |value: Expr| vec![EventAssignment { target, value }];
         match iv.kind {
-            InterventionKind::Bolus { amount } | InterventionKind::Set { value: amount } | InterventionKind::Scale { factor: amount } => {
+            InterventionKind::Bolus { amount }
+            | InterventionKind::Set { value: amount }
+            | InterventionKind::Scale { factor: amount } => {
                 let change = match iv.kind {
                     InterventionKind::Bolus { .. } => Change::Add(amount * per),
                     InterventionKind::Set { .. } => Change::Set(amount * per),
@@ -344,7 +346,12 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
                         m.events.push(event(format!("trial.{name}.{j}.{k}.on"), time_ge(t), priority, vec![on]));
                     }
                     if t + duration < spec.simulation.end {
-                        m.events.push(event(format!("trial.{name}.{j}.{k}.off"), time_ge(t + duration), priority, vec![off]));
+                        m.events.push(event(
+                            format!("trial.{name}.{j}.{k}.off"),
+                            time_ge(t + duration),
+                            priority,
+                            vec![off],
+                        ));
                     }
                 }
                 m.symbols[u.index()].initial = Expr::Num(initial);
@@ -377,7 +384,12 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
             }
             EndpointKind::Auc { from, to } => {
                 times.extend([from, to]);
-                let q = m.add(&format!("trial.auc.{e}"), Role::Internal, SymbolKind::State { rate: Expr::Sym(v) }, Expr::Num(0.0));
+                let q = m.add(
+                    &format!("trial.auc.{e}"),
+                    Role::Internal,
+                    SymbolKind::State { rate: Expr::Sym(v) },
+                    Expr::Num(0.0),
+                );
                 column_for(&mut columns, &format!("trial.auc.{e}"), Expr::Sym(q))
             }
             EndpointKind::TimeInRange { low, high, from, to } => {
@@ -397,7 +409,8 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
                 column_for(&mut columns, &format!("trial.tir.{e}"), Expr::Sym(q))
             }
             EndpointKind::FirstCrossing { threshold, up } => {
-                let when = m.add(&format!("trial.cross.{e}"), Role::Internal, SymbolKind::Parameter, Expr::Num(f64::NAN));
+                let when =
+                    m.add(&format!("trial.cross.{e}"), Role::Internal, SymbolKind::Parameter, Expr::Num(f64::NAN));
                 let done = m.add(&format!("trial.crossed.{e}"), Role::Internal, SymbolKind::Parameter, Expr::Num(0.0));
                 let op = if up { BinOp::Ge } else { BinOp::Le };
                 let first = Expr::bin(BinOp::Eq, Expr::Sym(done), Expr::Num(0.0));
@@ -419,9 +432,8 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
         reads.push(EndpointRead { col, scale: ep.scale, kind: ep.kind });
     }
     sort_dedup(&mut times);
-    let plot_col = reads.first().map_or(0, |_| {
-        columns.iter().position(|c| c.name == spec.endpoints[0].variable).unwrap_or(0)
-    });
+    let plot_col =
+        reads.first().map_or(0, |_| columns.iter().position(|c| c.name == spec.endpoints[0].variable).unwrap_or(0));
     let build_err = |message: String| TrialError::Build { model: spec.model.clone(), arm: name.to_string(), message };
     let sim = Simulator::new(m, &vht_codegen::Options::default()).map_err(|e| build_err(e.to_string()))?;
     let outputs = sim.outputs(&columns).map_err(|e| build_err(e.to_string()))?;

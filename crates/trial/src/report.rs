@@ -20,6 +20,9 @@ const R: f64 = 20.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
 
+/// Trajectories of one arm: `(time, value)` points per patient.
+pub type Lines = Vec<Vec<(f64, f64)>>;
+
 /// A file name made of the safe characters of `s`.
 fn slug(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -32,7 +35,7 @@ fn esc(s: &str) -> String {
 fn num(v: Option<f64>) -> String {
     match v {
         None => "–".into(),
-        Some(x) if x == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(x) if x.abs() >= 1e5 || x.abs() < 1e-3 => format!("{x:.3e}"),
         Some(x) => format!("{:.4}", x).trim_end_matches('0').trim_end_matches('.').to_string(),
     }
@@ -181,7 +184,7 @@ pub fn spaghetti(title: &str, ylabel: &str, lines: &[Vec<(f64, f64)>], colour: &
         (a.0.min(p.0), a.1.max(p.0), a.2.min(p.1), a.3.max(p.1))
     });
     let mut svg = String::new();
-    if !(x1 > x0) {
+    if x1.partial_cmp(&x0) != Some(std::cmp::Ordering::Greater) {
         Frame { x0: 0.0, x1: 1.0, y0: 0.0, y1: 1.0 }.axes(&mut svg, title, "time", ylabel);
         svg.push_str("</svg>\n");
         return svg;
@@ -206,7 +209,7 @@ pub fn write(
     plan: &Plan,
     table: &Table,
     summary: &Summary,
-    trajectories: &[(String, Vec<Vec<(f64, f64)>>)],
+    trajectories: &[(String, Lines)],
 ) -> Result<Vec<PathBuf>, TrialError> {
     let spec = &plan.spec;
     let mut files = Vec::new();
@@ -219,7 +222,11 @@ pub fn write(
     let mut md = String::new();
     let p = &summary.population;
     let _ = writeln!(md, "# Trial report: {}\n", summary.trial);
-    let _ = writeln!(md, "Model: `{}`. Simulated time {} to {}.\n", summary.model, spec.simulation.start, spec.simulation.end);
+    let _ = writeln!(
+        md,
+        "Model: `{}`. Simulated time {} to {}.\n",
+        summary.model, spec.simulation.start, spec.simulation.end
+    );
     let _ = writeln!(
         md,
         "Population: {} patients ({} sampler, seed {}); {} candidates tried, {} accepted, {} failed to simulate.\n",
@@ -233,7 +240,11 @@ pub fn write(
         md.push('\n');
     }
     for arm in &summary.arms {
-        let _ = writeln!(md, "## Arm `{}`\n\n{} patients, {} simulated, {} failed.\n", arm.name, arm.patients, arm.ok, arm.failed);
+        let _ = writeln!(
+            md,
+            "## Arm `{}`\n\n{} patients, {} simulated, {} failed.\n",
+            arm.name, arm.patients, arm.ok, arm.failed
+        );
         for (reason, n) in &arm.failures {
             let _ = writeln!(md, "- {n} × {reason}");
         }
@@ -262,7 +273,10 @@ pub fn write(
     }
     if !summary.comparisons.is_empty() {
         let _ = writeln!(md, "## Paired differences (arm − control, within patients)\n");
-        let _ = writeln!(md, "| arm | control | endpoint | n | mean difference | sd | CI |\n|---|---|---|---:|---:|---:|---|");
+        let _ = writeln!(
+            md,
+            "| arm | control | endpoint | n | mean difference | sd | CI |\n|---|---|---|---:|---:|---:|---|"
+        );
         for c in &summary.comparisons {
             for d in &c.endpoints {
                 let _ = writeln!(
@@ -290,7 +304,8 @@ pub fn write(
             .iter()
             .enumerate()
             .map(|(a, arm)| {
-                let v = (0..table.len()).filter(|&r| table.arm[r] as usize == a).map(|r| table.endpoints[e][r]).collect();
+                let v =
+                    (0..table.len()).filter(|&r| table.arm[r] as usize == a).map(|r| table.endpoints[e][r]).collect();
                 (arm.name.clone(), v)
             })
             .collect();
@@ -300,7 +315,8 @@ pub fn write(
     let var = spec.endpoints.first().map_or("", |e| e.variable.as_str());
     for (a, (arm, lines)) in trajectories.iter().enumerate() {
         let title = format!("{var}: {} patients, arm {arm}", lines.len());
-        let name = put(format!("spaghetti_{}.svg", slug(arm)), &spaghetti(&title, var, lines, COLOURS[a % COLOURS.len()]))?;
+        let name =
+            put(format!("spaghetti_{}.svg", slug(arm)), &spaghetti(&title, var, lines, COLOURS[a % COLOURS.len()]))?;
         let _ = writeln!(md, "![{}]({name})\n", esc(&title));
     }
     let _ = writeln!(md, "Results per patient and arm: `patients.parquet`; numbers above: `summary.json`.");

@@ -214,7 +214,14 @@ pub fn screen(plan: &Plan, size: u64, progress: &(dyn Fn(Progress) + Sync)) -> R
         stats.accepted = size;
         return Ok(Screening { candidates: (0..size).collect(), stats });
     }
-    let max = pop.max_candidates.max(size);
+    // A population size other than the spec's (`--patients`) scales the
+    // candidate budget with it.
+    let budget = if size == pop.size {
+        pop.max_candidates
+    } else {
+        (pop.max_candidates as f64 * size as f64 / pop.size as f64).ceil() as u64
+    };
+    let max = budget.max(size);
     let mut candidates = Vec::with_capacity(size as usize);
     let mut next = 0u64;
     while (candidates.len() as u64) < size {
@@ -258,7 +265,9 @@ pub fn simulate_patients(
     done: &AtomicU64,
     total: u64,
 ) -> Table {
-    let per_patient: Vec<(Vec<f64>, Vec<Result<Vec<f64>, String>>)> = candidates
+    // Per patient: its sampled values, and its endpoints (or failure) per arm.
+    type Patient = (Vec<f64>, Vec<Result<Vec<f64>, String>>);
+    let per_patient: Vec<Patient> = candidates
         .par_iter()
         .map(|&c| {
             let params = plan.sampler.sample(c);

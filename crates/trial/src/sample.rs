@@ -73,6 +73,7 @@ pub fn norm_cdf(x: f64) -> f64 {
 /// The standard normal quantile: Acklam's rational approximation (relative
 /// error about 1e-9) refined by one Halley step on `erfc`, which brings it to
 /// full double precision.
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub fn norm_quantile(p: f64) -> f64 {
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -88,8 +89,13 @@ pub fn norm_quantile(p: f64) -> f64 {
         -3.066479806614716e+01,
         2.506628277459239e+00,
     ];
-    const B: [f64; 5] =
-        [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
+    const B: [f64; 5] = [
+        -5.447609879822406e+01,
+        1.615858368580409e+02,
+        -1.556989798598866e+02,
+        6.680131188771972e+01,
+        -1.328068155288572e+01,
+    ];
     const C: [f64; 6] = [
         -7.784894002430293e-03,
         -3.223964580411365e-01,
@@ -131,7 +137,7 @@ pub fn cholesky(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
             let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
                 let d = a[i][i] - s;
-                if !(d > 1e-12) {
+                if d.is_nan() || d <= 1e-12 {
                     return None;
                 }
                 l[i][j] = d.sqrt();
@@ -160,7 +166,7 @@ impl Dist {
     }
 
     /// The value for a standard normal deviate `z` (what the copula gives).
-    fn from_normal(&self, z: f64) -> f64 {
+    fn at_normal(&self, z: f64) -> f64 {
         match *self {
             Dist::Normal { mean, sd } => mean + sd * z,
             Dist::LogNormal { median, sigma } => median * (sigma * z).exp(),
@@ -242,7 +248,7 @@ impl PopulationSampler {
                 (0..z.len())
                     .map(|r| {
                         let zr: f64 = (0..=r).map(|c| l[r][c] * z[c]).sum();
-                        self.dists[r].from_normal(zr)
+                        self.dists[r].at_normal(zr)
                     })
                     .collect()
             }
@@ -339,7 +345,10 @@ mod tests {
         for &p in &[1e-300, 1e-12, 1e-6, 0.01, 0.02425, 0.3, 0.5, 0.7, 0.975, 0.999999, 1.0 - 1e-12] {
             let x = norm_quantile(p);
             let back = if p > 0.5 { 1.0 - 0.5 * libm::erfc(x / std::f64::consts::SQRT_2) } else { norm_cdf(x) };
-            assert!(((back - p) / p.min(1.0 - p)).abs() < 1e-9 || (back - p).abs() < 1e-15, "p = {p}: x = {x}, back = {back}");
+            assert!(
+                ((back - p) / p.min(1.0 - p)).abs() < 1e-9 || (back - p).abs() < 1e-15,
+                "p = {p}: x = {x}, back = {back}"
+            );
         }
         assert!((norm_quantile(0.975) - 1.959963984540054).abs() < 1e-14);
     }

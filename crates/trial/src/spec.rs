@@ -77,12 +77,26 @@ pub struct Parameter {
 /// A marginal distribution.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Dist {
-    Normal { mean: f64, sd: f64 },
+    Normal {
+        mean: f64,
+        sd: f64,
+    },
     /// `ln(x)` is normal with median `exp(mu)` and standard deviation `sigma`.
-    LogNormal { median: f64, sigma: f64 },
-    Uniform { low: f64, high: f64 },
+    LogNormal {
+        median: f64,
+        sigma: f64,
+    },
+    Uniform {
+        low: f64,
+        high: f64,
+    },
     /// A normal restricted to `[low, high]` (either may be infinite).
-    TruncNormal { mean: f64, sd: f64, low: f64, high: f64 },
+    TruncNormal {
+        mean: f64,
+        sd: f64,
+        low: f64,
+        high: f64,
+    },
 }
 
 /// A plausibility constraint: `min <= scale * variable(time) <= max`.
@@ -141,17 +155,42 @@ pub struct Endpoint {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EndpointKind {
-    Value { time: f64 },
-    Min { from: f64, to: f64 },
-    Max { from: f64, to: f64 },
-    TimeOfMin { from: f64, to: f64 },
-    TimeOfMax { from: f64, to: f64 },
+    Value {
+        time: f64,
+    },
+    Min {
+        from: f64,
+        to: f64,
+    },
+    Max {
+        from: f64,
+        to: f64,
+    },
+    TimeOfMin {
+        from: f64,
+        to: f64,
+    },
+    TimeOfMax {
+        from: f64,
+        to: f64,
+    },
     /// Integral over `[from, to]`, computed by an added quadrature state.
-    Auc { from: f64, to: f64 },
+    Auc {
+        from: f64,
+        to: f64,
+    },
     /// Time spent with `low <= value <= high` in `[from, to]`.
-    TimeInRange { low: f64, high: f64, from: f64, to: f64 },
+    TimeInRange {
+        low: f64,
+        high: f64,
+        from: f64,
+        to: f64,
+    },
     /// First time the value crosses `threshold` upward (`up`) or downward.
-    FirstCrossing { threshold: f64, up: bool },
+    FirstCrossing {
+        threshold: f64,
+        up: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -182,6 +221,9 @@ impl Responder {
 // ---- raw, as written -------------------------------------------------------
 
 type S<T> = Spanned<T>;
+
+/// Checks that a time lies in the simulated interval.
+type InRun<'a> = dyn Fn(&S<f64>, &str) -> Result<f64, TrialError> + 'a;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,14 +469,28 @@ impl Spec {
             let a = arm.get_ref();
             let name = a.name.get_ref().trim().to_string();
             if name.is_empty() || name.contains(['/', '\\', '\n']) {
-                return Err(ctx.err(a.name.span(), &format!("arms[{i}].name"), "must be a non-empty name without slashes"));
+                return Err(ctx.err(
+                    a.name.span(),
+                    &format!("arms[{i}].name"),
+                    "must be a non-empty name without slashes",
+                ));
             }
             if arms.iter().any(|x: &Arm| x.name == name) {
-                return Err(ctx.err(a.name.span(), &format!("arms[{i}].name"), format!("arm '{name}' is defined twice")));
+                return Err(ctx.err(
+                    a.name.span(),
+                    &format!("arms[{i}].name"),
+                    format!("arm '{name}' is defined twice"),
+                ));
             }
             let mut interventions = Vec::new();
             for (j, iv) in a.interventions.iter().enumerate() {
-                interventions.push(parse_intervention(&ctx, iv, &format!("arms[{i}].interventions[{j}]"), start, &in_run)?);
+                interventions.push(parse_intervention(
+                    &ctx,
+                    iv,
+                    &format!("arms[{i}].interventions[{j}]"),
+                    start,
+                    &in_run,
+                )?);
             }
             arms.push(Arm { name, interventions });
         }
@@ -488,11 +544,7 @@ fn field_at(text: &str, span: Range<usize>) -> String {
     }
 }
 
-fn parse_population(
-    ctx: &Ctx,
-    raw: &S<RawPopulation>,
-    in_run: &dyn Fn(&S<f64>, &str) -> Result<f64, TrialError>,
-) -> Result<Population, TrialError> {
+fn parse_population(ctx: &Ctx, raw: &S<RawPopulation>, in_run: &InRun) -> Result<Population, TrialError> {
     let p = raw.get_ref();
     let size = *p.size.get_ref();
     if size == 0 {
@@ -518,7 +570,8 @@ fn parse_population(
         let span = rp.span();
         let dist_name = r.dist.get_ref().as_str();
         let need = |v: &Option<S<f64>>, name: &str| -> Result<f64, TrialError> {
-            let x = ctx.need(v, span.clone(), &format!("{field}.{name}"), &format!("a {dist_name} distribution needs it"))?;
+            let x =
+                ctx.need(v, span.clone(), &format!("{field}.{name}"), &format!("a {dist_name} distribution needs it"))?;
             finite(ctx, v.as_ref().expect("checked by need"), &format!("{field}.{name}")).map(|_| x)
         };
         let pos = |v: &Option<S<f64>>, name: &str| -> Result<f64, TrialError> {
@@ -540,7 +593,14 @@ fn parse_population(
                 ))
             }
         };
-        for (name, v) in [("mean", &r.mean), ("sd", &r.sd), ("median", &r.median), ("sigma", &r.sigma), ("low", &r.low), ("high", &r.high)] {
+        for (name, v) in [
+            ("mean", &r.mean),
+            ("sd", &r.sd),
+            ("median", &r.median),
+            ("sigma", &r.sigma),
+            ("low", &r.low),
+            ("high", &r.high),
+        ] {
             if let Some(v) = v {
                 if !allowed.contains(&name) {
                     return Err(ctx.err(
@@ -574,7 +634,11 @@ fn parse_population(
                 // Too far in a tail, the mass between the bounds underflows.
                 let (a, b) = ((low - mean) / sd, (high - mean) / sd);
                 if a > 30.0 || b < -30.0 {
-                    return Err(ctx.err(span, &field, "the bounds hold no probability mass (more than 30 sd from the mean)"));
+                    return Err(ctx.err(
+                        span,
+                        &field,
+                        "the bounds hold no probability mass (more than 30 sd from the mean)",
+                    ));
                 }
                 Dist::TruncNormal { mean, sd, low, high }
             }
@@ -619,7 +683,11 @@ fn parse_population(
     let default_max = size.saturating_mul(if constraints.is_empty() { 1 } else { 20 }).max(1000);
     let max_candidates = match &p.max_candidates {
         Some(m) if *m.get_ref() < size => {
-            return Err(ctx.err(m.span(), "population.max_candidates", format!("must be at least population.size ({size})")))
+            return Err(ctx.err(
+                m.span(),
+                "population.max_candidates",
+                format!("must be at least population.size ({size})"),
+            ))
         }
         Some(m) => *m.get_ref(),
         None => default_max,
@@ -632,7 +700,11 @@ fn parse_population(
         ));
     }
     if sampler == Sampler::Sobol && max_candidates > 1 << 32 {
-        return Err(ctx.err(raw.span(), "population.max_candidates", "the Sobol sampler supports up to 2^32 candidates"));
+        return Err(ctx.err(
+            raw.span(),
+            "population.max_candidates",
+            "the Sobol sampler supports up to 2^32 candidates",
+        ));
     }
     Ok(Population {
         size,
@@ -663,7 +735,9 @@ fn parse_correlation(
     for (k, (id, span)) in ids.iter().enumerate() {
         match parameters.iter().position(|p| &p.id == id) {
             Some(i) if !index.contains(&i) => index.push(i),
-            Some(_) => return Err(ctx.err(span.clone(), &format!("{field}.ids[{k}]"), format!("'{id}' is listed twice"))),
+            Some(_) => {
+                return Err(ctx.err(span.clone(), &format!("{field}.ids[{k}]"), format!("'{id}' is listed twice")))
+            }
             None => {
                 return Err(TrialError::UnknownId {
                     at: ctx.loc(span.clone(), &format!("{field}.ids[{k}]")),
@@ -678,18 +752,33 @@ fn parse_correlation(
     let n = index.len();
     let mspan = raw.matrix.span();
     if m.len() != n || m.iter().any(|r| r.len() != n) {
-        return Err(ctx.err(mspan, &format!("{field}.matrix"), format!("must be {n} x {n} (one row and column per id)")));
+        return Err(ctx.err(
+            mspan,
+            &format!("{field}.matrix"),
+            format!("must be {n} x {n} (one row and column per id)"),
+        ));
     }
+    #[allow(clippy::needless_range_loop)] // (i, j) and (j, i) are both read
     for i in 0..n {
         if (m[i][i] - 1.0).abs() > 1e-12 {
-            return Err(ctx.err(mspan, &format!("{field}.matrix"), format!("diagonal entry {} is {}, not 1", i + 1, m[i][i])));
+            return Err(ctx.err(
+                mspan,
+                &format!("{field}.matrix"),
+                format!("diagonal entry {} is {}, not 1", i + 1, m[i][i]),
+            ));
         }
         for j in 0..n {
             if !m[i][j].is_finite() || m[i][j].abs() > 1.0 || (m[i][j] - m[j][i]).abs() > 1e-12 {
                 return Err(ctx.err(
                     mspan,
                     &format!("{field}.matrix"),
-                    format!("entry ({}, {}) must be in [-1, 1] and equal to entry ({}, {})", i + 1, j + 1, j + 1, i + 1),
+                    format!(
+                        "entry ({}, {}) must be in [-1, 1] and equal to entry ({}, {})",
+                        i + 1,
+                        j + 1,
+                        j + 1,
+                        i + 1
+                    ),
                 ));
             }
         }
@@ -705,30 +794,36 @@ fn parse_correlation(
         }
     }
     if crate::sample::cholesky(&full).is_none() {
-        return Err(ctx.err(mspan, &format!("{field}.matrix"), "is not positive definite (not a valid correlation matrix)"));
+        return Err(ctx.err(
+            mspan,
+            &format!("{field}.matrix"),
+            "is not positive definite (not a valid correlation matrix)",
+        ));
     }
     Ok((full, ctx.loc(mspan, &format!("{field}.matrix"))))
 }
 
-fn schedule(
-    ctx: &Ctx,
-    r: &RawIntervention,
-    field: &str,
-    in_run: &dyn Fn(&S<f64>, &str) -> Result<f64, TrialError>,
-    start: f64,
-) -> Result<Vec<f64>, TrialError> {
+fn schedule(ctx: &Ctx, r: &RawIntervention, field: &str, in_run: &InRun, start: f64) -> Result<Vec<f64>, TrialError> {
     let at = match &r.at {
         Some(v) => in_run(v, &format!("{field}.at"))?,
         None => start,
     };
     let count = r.count.as_ref().map_or(1, |c| *c.get_ref());
     if count == 0 {
-        return Err(ctx.err(r.count.as_ref().map_or(0..0, |c| c.span()), &format!("{field}.count"), "must be at least 1"));
+        return Err(ctx.err(
+            r.count.as_ref().map_or(0..0, |c| c.span()),
+            &format!("{field}.count"),
+            "must be at least 1",
+        ));
     }
     let every = match &r.every {
         Some(v) => positive(ctx, v, &format!("{field}.every"))?,
         None if count > 1 => {
-            return Err(ctx.err(r.target.span(), &format!("{field}.every"), "missing; a repeated dose (count > 1) needs it"))
+            return Err(ctx.err(
+                r.target.span(),
+                &format!("{field}.every"),
+                "missing; a repeated dose (count > 1) needs it",
+            ))
         }
         None => 0.0,
     };
@@ -743,7 +838,7 @@ fn parse_intervention(
     iv: &S<RawIntervention>,
     field: &str,
     start: f64,
-    in_run: &dyn Fn(&S<f64>, &str) -> Result<f64, TrialError>,
+    in_run: &InRun,
 ) -> Result<Intervention, TrialError> {
     let r = iv.get_ref();
     let span = iv.span();
@@ -769,7 +864,11 @@ fn parse_intervention(
     let need = |v: &Option<S<f64>>, name: &str| -> Result<f64, TrialError> {
         match v {
             Some(x) => finite(ctx, x, &format!("{field}.{name}")),
-            None => Err(ctx.err(span.clone(), &format!("{field}.{name}"), format!("missing; a {kind_name} intervention needs it"))),
+            None => Err(ctx.err(
+                span.clone(),
+                &format!("{field}.{name}"),
+                format!("missing; a {kind_name} intervention needs it"),
+            )),
         }
     };
     let kind = match kind_name {
@@ -788,7 +887,13 @@ fn parse_intervention(
             match (&r.value, &r.factor) {
                 (Some(_), None) => InterventionKind::Set { value: need(&r.value, "value")? },
                 (None, Some(_)) => InterventionKind::Scale { factor: need(&r.factor, "factor")? },
-                _ => return Err(ctx.err(span, &format!("{field}.value"), "a set intervention needs either value or factor")),
+                _ => {
+                    return Err(ctx.err(
+                        span,
+                        &format!("{field}.value"),
+                        "a set intervention needs either value or factor",
+                    ))
+                }
             }
         }
         other => {
@@ -813,7 +918,7 @@ fn parse_endpoint(
     field: &str,
     start: f64,
     end: f64,
-    in_run: &dyn Fn(&S<f64>, &str) -> Result<f64, TrialError>,
+    in_run: &InRun,
 ) -> Result<Endpoint, TrialError> {
     let r = ep.get_ref();
     let span = ep.span();
@@ -825,7 +930,9 @@ fn parse_endpoint(
     let need = |v: &Option<S<f64>>, n: &str| -> Result<f64, TrialError> {
         match v {
             Some(x) => finite(ctx, x, &format!("{field}.{n}")),
-            None => Err(ctx.err(span.clone(), &format!("{field}.{n}"), format!("missing; a {kind_name} endpoint needs it"))),
+            None => {
+                Err(ctx.err(span.clone(), &format!("{field}.{n}"), format!("missing; a {kind_name} endpoint needs it")))
+            }
         }
     };
     let window = || -> Result<(f64, f64), TrialError> {
@@ -870,7 +977,10 @@ fn parse_endpoint(
             return Err(ctx.err(
                 span.clone(),
                 &format!("{field}.{n}"),
-                format!("a {kind_name} endpoint takes {}", if allowed.is_empty() { "nothing else".into() } else { allowed.join(", ") }),
+                format!(
+                    "a {kind_name} endpoint takes {}",
+                    if allowed.is_empty() { "nothing else".into() } else { allowed.join(", ") }
+                ),
             ));
         }
     }

@@ -125,7 +125,12 @@ pub fn run(plan: &Plan, opts: &RunOptions, progress: &(dyn Fn(Progress) + Sync))
         }
         Screening {
             candidates: p.candidates,
-            stats: ScreeningStats { tried: p.tried, accepted: p.accepted, rejected_by: p.rejected_by, failed: p.failed },
+            stats: ScreeningStats {
+                tried: p.tried,
+                accepted: p.accepted,
+                rejected_by: p.rejected_by,
+                failed: p.failed,
+            },
         }
     } else {
         // A folder with shards but no population is not ours to add to.
@@ -142,7 +147,9 @@ pub fn run(plan: &Plan, opts: &RunOptions, progress: &(dyn Fn(Progress) + Sync))
             rejected_by: s.stats.rejected_by.clone(),
             candidates: s.candidates.clone(),
         };
-        write_atomic(&pop_path, |f| serde_json::to_writer(std::io::BufWriter::new(f), &file).map_err(|e| store_err(&pop_path, e)))?;
+        write_atomic(&pop_path, |f| {
+            serde_json::to_writer(std::io::BufWriter::new(f), &file).map_err(|e| store_err(&pop_path, e))
+        })?;
         s
     };
 
@@ -185,7 +192,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, progress: &(dyn Fn(Progress) + Sync))
     let shown = &screening.candidates[..screening.candidates.len().min(opts.plot_patients)];
     let mut plots = Vec::new();
     for arm in &plan.arms {
-        let lines: Vec<Vec<(f64, f64)>> = pool.install(|| {
+        let lines: crate::report::Lines = pool.install(|| {
             use rayon::prelude::*;
             shown
                 .par_iter()
@@ -239,9 +246,13 @@ pub fn write_parquet(f: &mut File, t: &Table, path: &Path) -> Result<(), TrialEr
     for c in &t.endpoints {
         columns.push(Arc::new(c.iter().map(|&v| (!v.is_nan()).then_some(v)).collect::<Float64Array>()));
     }
-    columns.push(Arc::new(StringArray::from_iter_values(
-        t.reason.iter().map(|r| if r.is_none() { "ok" } else { "failed" }),
-    )));
+    columns.push(Arc::new(StringArray::from_iter_values(t.reason.iter().map(|r| {
+        if r.is_none() {
+            "ok"
+        } else {
+            "failed"
+        }
+    }))));
     columns.push(Arc::new(t.reason.iter().map(|r| r.as_deref()).collect::<StringArray>()));
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| store_err(path, e))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
@@ -254,9 +265,7 @@ pub fn write_parquet(f: &mut File, t: &Table, path: &Path) -> Result<(), TrialEr
 /// Reads a table written by [`write_parquet`] for this plan's columns.
 pub fn read_parquet(path: &Path, plan: &Plan) -> Result<Table, TrialError> {
     let f = File::open(path).map_err(io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| store_err(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()).map_err(|e| store_err(path, e))?;
     let mut t = Table::empty(plan);
     let bad = |what: &str| store_err(path, format!("not a result shard of this trial ({what})"));
     for batch in reader {

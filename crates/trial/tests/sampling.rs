@@ -93,7 +93,8 @@ fn latin_hypercube_uses_every_stratum_once() {
 
 #[test]
 fn truncated_normal_stays_in_bounds() {
-    let params = "[[population.parameters]]\nid = \"w\"\ndist = \"truncnormal\"\nmean = 78\nsd = 12\nlow = 70\nhigh = 200\n";
+    let params =
+        "[[population.parameters]]\nid = \"w\"\ndist = \"truncnormal\"\nmean = 78\nsd = 12\nlow = 70\nhigh = 200\n";
     let s = sampler(params, "", "random", 10_000);
     let x: Vec<f64> = (0..10_000).map(|i| s.sample(i)[0]).collect();
     assert!(x.iter().all(|&v| (70.0..=200.0).contains(&v)));

@@ -58,7 +58,12 @@ fn base_is_valid() {
 
 #[test]
 fn not_toml() {
-    check(&edit("end = 420", "end = "), expect![[r#"../../examples/trials/meal/case.toml:4: end: string values must be quoted, expected literal string"#]]);
+    check(
+        &edit("end = 420", "end = "),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:4: end: string values must be quoted, expected literal string"#
+        ]],
+    );
 }
 
 #[test]
@@ -68,32 +73,60 @@ fn missing_field() {
 
 #[test]
 fn unknown_field() {
-    check(&edit("end = 420", "stop = 420"), expect![[r#"../../examples/trials/meal/case.toml:4: stop: unknown field `stop`, expected one of `start`, `end`, `step`, `rtol`, `atol`, `max_steps`"#]]);
+    check(
+        &edit("end = 420", "stop = 420"),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:4: stop: unknown field `stop`, expected one of `start`, `end`, `step`, `rtol`, `atol`, `max_steps`"#
+        ]],
+    );
 }
 
 #[test]
 fn wrong_type() {
-    check(&edit("size = 10", "size = \"ten\""), expect![[r#"../../examples/trials/meal/case.toml:7: size: invalid type: string "ten", expected u64"#]]);
+    check(
+        &edit("size = 10", "size = \"ten\""),
+        expect![[r#"../../examples/trials/meal/case.toml:7: size: invalid type: string "ten", expected u64"#]],
+    );
 }
 
 #[test]
 fn unknown_distribution() {
-    check(&edit("dist = \"lognormal\"", "dist = \"lognormel\""), expect![[r#"../../examples/trials/meal/case.toml:12: population.parameters[0].dist: unknown distribution 'lognormel' (expected "normal", "lognormal", "uniform" or "truncnormal")"#]]);
+    check(
+        &edit("dist = \"lognormal\"", "dist = \"lognormel\""),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:12: population.parameters[0].dist: unknown distribution 'lognormel' (expected "normal", "lognormal", "uniform" or "truncnormal")"#
+        ]],
+    );
 }
 
 #[test]
 fn negative_sigma() {
-    check(&edit("sigma = 0.1", "sigma = -0.1"), expect![[r#"../../examples/trials/meal/case.toml:14: population.parameters[0].sigma: must be positive (found -0.1)"#]]);
+    check(
+        &edit("sigma = 0.1", "sigma = -0.1"),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:14: population.parameters[0].sigma: must be positive (found -0.1)"#
+        ]],
+    );
 }
 
 #[test]
 fn parameter_of_another_distribution() {
-    check(&edit("sigma = 0.1", "sd = 0.1"), expect![[r#"../../examples/trials/meal/case.toml:14: population.parameters[0].sd: a lognormal distribution takes median, sigma"#]]);
+    check(
+        &edit("sigma = 0.1", "sd = 0.1"),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:14: population.parameters[0].sd: a lognormal distribution takes median, sigma"#
+        ]],
+    );
 }
 
 #[test]
 fn unknown_parameter_id() {
-    check(&edit("id = \"V_G\"", "id = \"V_g\""), expect![[r#"../../examples/trials/meal/case.toml:11: population.parameters[0].id: 'V_g' is not in the model ../../examples/trials/meal/../../models/dallaman2007_meal.xml (nearest: 'V_G', 'V_I', 'G')"#]]);
+    check(
+        &edit("id = \"V_G\"", "id = \"V_g\""),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:11: population.parameters[0].id: 'V_g' is not in the model ../../examples/trials/meal/../../models/dallaman2007_meal.xml (nearest: 'V_G', 'V_I', 'G')"#
+        ]],
+    );
 }
 
 #[test]
@@ -113,7 +146,12 @@ fn unknown_endpoint_kind() {
 
 #[test]
 fn endpoint_time_outside_the_run() {
-    check(&edit("kind = \"max\"", "kind = \"value\"\ntime = 500"), expect!["../../examples/trials/meal/case.toml:23: endpoints[0].time: 500 is outside the simulated time [0, 420]"]);
+    check(
+        &edit("kind = \"max\"", "kind = \"value\"\ntime = 500"),
+        expect![
+            "../../examples/trials/meal/case.toml:23: endpoints[0].time: 500 is outside the simulated time [0, 420]"
+        ],
+    );
 }
 
 #[test]
@@ -122,7 +160,12 @@ fn unknown_intervention_target() {
         "name = \"control\"",
         "name = \"treated\"\n[[arms.interventions]]\ntype = \"bolus\"\ntarget = \"Q_sto\"\namount = 1000\nat = 60",
     );
-    check(&text, expect![[r#"../../examples/trials/meal/case.toml:20: arms[0].interventions[0].target: 'Q_sto' is defined by an assignment rule, so it cannot be dosed (nearest: 'Q_sto1', 'Q_sto2')"#]]);
+    check(
+        &text,
+        expect![[
+            r#"../../examples/trials/meal/case.toml:20: arms[0].interventions[0].target: 'Q_sto' is defined by an assignment rule, so it cannot be dosed (nearest: 'Q_sto1', 'Q_sto2')"#
+        ]],
+    );
 }
 
 #[test]
@@ -131,7 +174,12 @@ fn repeated_dose_without_interval() {
         "name = \"control\"",
         "name = \"treated\"\n[[arms.interventions]]\ntype = \"bolus\"\ntarget = \"Q_sto1\"\namount = 1000\ncount = 3",
     );
-    check(&text, expect![[r#"../../examples/trials/meal/case.toml:20: arms[0].interventions[0].every: missing; a repeated dose (count > 1) needs it"#]]);
+    check(
+        &text,
+        expect![[
+            r#"../../examples/trials/meal/case.toml:20: arms[0].interventions[0].every: missing; a repeated dose (count > 1) needs it"#
+        ]],
+    );
 }
 
 #[test]
@@ -140,13 +188,26 @@ fn correlation_not_positive_definite() {
         "[[arms]]",
         "[[population.parameters]]\nid = \"k_abs\"\ndist = \"normal\"\nmean = 0.05\nsd = 0.01\n\n[[population.parameters]]\nid = \"BW\"\ndist = \"normal\"\nmean = 78\nsd = 10\n\n[population.correlation]\nmatrix = [[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]]\n\n[[arms]]",
     );
-    check(&text, expect![[r#"../../examples/trials/meal/case.toml:29: population.correlation.matrix: is not positive definite (not a valid correlation matrix)"#]]);
+    check(
+        &text,
+        expect![[
+            r#"../../examples/trials/meal/case.toml:29: population.correlation.matrix: is not positive definite (not a valid correlation matrix)"#
+        ]],
+    );
 }
 
 #[test]
 fn correlation_of_an_unsampled_id() {
-    let text = BASE.replace("[[arms]]", "[population.correlation]\nids = [\"V_G\", \"VG\"]\nmatrix = [[1, 0.5], [0.5, 1]]\n\n[[arms]]");
-    check(&text, expect![[r#"../../examples/trials/meal/case.toml:17: population.correlation.ids[1]: 'VG' is not one of population.parameters (nearest: 'V_G')"#]]);
+    let text = BASE.replace(
+        "[[arms]]",
+        "[population.correlation]\nids = [\"V_G\", \"VG\"]\nmatrix = [[1, 0.5], [0.5, 1]]\n\n[[arms]]",
+    );
+    check(
+        &text,
+        expect![[
+            r#"../../examples/trials/meal/case.toml:17: population.correlation.ids[1]: 'VG' is not one of population.parameters (nearest: 'V_G')"#
+        ]],
+    );
 }
 
 #[test]
@@ -157,5 +218,10 @@ fn responder_of_an_unknown_endpoint() {
 
 #[test]
 fn missing_model_file() {
-    check(&edit("dallaman2007_meal.xml", "nothere.xml"), expect![[r#"cannot read ../../examples/trials/meal/../../models/nothere.xml: No such file or directory (os error 2)"#]]);
+    check(
+        &edit("dallaman2007_meal.xml", "nothere.xml"),
+        expect![[
+            r#"cannot read ../../examples/trials/meal/../../models/nothere.xml: No such file or directory (os error 2)"#
+        ]],
+    );
 }
