@@ -354,7 +354,7 @@ def bench_case(case, args, vht, outdir):
     res["vht"] = run_json(
         [vht, case["path"], *common, "--rtol", repr(args.rtol), "--atol", repr(args.atol),
          "--cohort", str(args.cohort), "--sigma", "0.1", "--seed", str(args.seed), "--budget", repr(args.vht_budget),
-         "--factors-out", factors, "--factors-count", str(n_factors), "--run-timeout", "60",
+         "--factors-out", factors, "--factors-count", str(n_factors),
          "--member-trajectory", os.path.join(work, "vht_member0.csv"), "--json"],
         timeout=args.vht_budget + 600,
     )
