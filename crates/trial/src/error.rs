@@ -31,9 +31,9 @@ pub struct ScreeningStats {
 
 impl std::fmt::Display for ScreeningStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} tried, {} accepted, {} failed to simulate", self.tried, self.accepted, self.failed)?;
+        write!(f, "{} failed to simulate", self.failed)?;
         for (c, n) in &self.rejected_by {
-            write!(f, "; {c} rejected {n}")?;
+            write!(f, "; '{c}' rejected {n}")?;
         }
         Ok(())
     }

@@ -112,7 +112,13 @@ pub struct Constraint {
 
 impl Constraint {
     pub fn label(&self) -> String {
-        format!("{} in [{}, {}] at t = {}", self.variable, self.min, self.max, self.time)
+        let v = &self.variable;
+        let range = match (self.min.is_finite(), self.max.is_finite()) {
+            (true, false) => format!("{v} >= {}", self.min),
+            (false, true) => format!("{v} <= {}", self.max),
+            _ => format!("{v} in [{}, {}]", self.min, self.max),
+        };
+        format!("{range} at t = {}", self.time)
     }
 }
 

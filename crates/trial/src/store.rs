@@ -153,6 +153,13 @@ pub fn run(plan: &Plan, opts: &RunOptions, progress: &(dyn Fn(Progress) + Sync))
         s
     };
 
+    // A killed run can leave a shard's temporary file behind: it was never
+    // renamed into place, so it holds nothing that counts.
+    for entry in std::fs::read_dir(&shard_dir).map_err(io(&shard_dir))?.flatten() {
+        if entry.file_name().to_string_lossy().contains(".tmp-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let n = screening.candidates.len() as u64;
     let shards = n.div_ceil(shard_size) as usize;
     let shard_path = |k: usize| shard_dir.join(format!("part-{k:05}.parquet"));

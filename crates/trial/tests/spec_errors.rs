@@ -225,3 +225,16 @@ fn missing_model_file() {
         ]],
     );
 }
+
+#[test]
+fn impossible_constraint_stops_with_the_screening_statistics() {
+    let text = edit("seed = 3", "seed = 3\nmax_candidates = 40").replacen(
+        "[[arms]]",
+        "[[population.constraints]]\nvariable = \"G\"\ntime = 0\nmin = 20\nscale = 0.0555\n\n[[arms]]",
+        1,
+    );
+    let path = Path::new("../../examples/trials/meal/case.toml");
+    let plan = Plan::new(Spec::parse(&text, path).expect("a valid spec")).expect("a plan");
+    let err = vht_trial::run::run_in_memory(&plan, 1).err().map(|e| e.to_string()).unwrap_or_default();
+    expect!["only 0 plausible candidates of the 10 wanted after 40 tried (0 failed to simulate; 'G >= 20 at t = 0' rejected 40); widen the constraints, change the distributions or raise population.max_candidates"].assert_eq(&err);
+}
