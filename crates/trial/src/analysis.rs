@@ -19,6 +19,8 @@ pub struct Summary {
     pub trial: String,
     pub model: String,
     pub population: PopulationSummary,
+    /// The sampled values over the population (each patient once).
+    pub parameters: Vec<EndpointStats>,
     pub arms: Vec<ArmSummary>,
     pub comparisons: Vec<Comparison>,
 }
@@ -241,8 +243,16 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
             .collect();
         comparisons.push(Comparison { arm: arm.name.clone(), control: spec.arms[control].name.clone(), endpoints });
     }
+    let first_arm: Vec<usize> = (0..t.len()).filter(|&r| t.arm[r] == 0).collect();
+    let parameters = t
+        .param_names
+        .iter()
+        .enumerate()
+        .map(|(k, id)| stats(id, first_arm.iter().map(|&r| t.params[k][r]).collect(), &a.quantiles))
+        .collect();
     Summary {
         trial: spec.name.clone(),
+        parameters,
         model: spec.model.display().to_string(),
         population: PopulationSummary {
             size: screening.accepted,

@@ -10,6 +10,7 @@ use crate::analysis::Summary;
 use crate::error::TrialError;
 use crate::plan::Plan;
 use crate::run::Table;
+use crate::spec::Dist;
 
 const COLOURS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 const W: f64 = 640.0;
@@ -232,6 +233,25 @@ pub fn write(
         "Population: {} patients ({} sampler, seed {}); {} candidates tried, {} accepted, {} failed to simulate.\n",
         p.size, p.sampler, p.seed, p.candidates_tried, p.candidates_accepted, p.candidates_failed
     );
+    let qs: Vec<String> = spec.analysis.quantiles.iter().map(|q| format!("q{}", num(Some(q * 100.0)))).collect();
+    if !summary.parameters.is_empty() {
+        let _ = writeln!(md, "| parameter | distribution | mean | sd | {} |", qs.join(" | "));
+        let _ = writeln!(md, "|---|---|---:|---:|{}", "---:|".repeat(qs.len()));
+        for (e, p) in summary.parameters.iter().zip(&spec.population.parameters) {
+            let dist = match p.dist {
+                Dist::Normal { mean, sd } => format!("normal({mean}, {sd})"),
+                Dist::LogNormal { median, sigma } => format!("lognormal(median {median}, sigma {sigma})"),
+                Dist::Uniform { low, high } => format!("uniform({low}, {high})"),
+                Dist::TruncNormal { mean, sd, low, high } => format!("normal({mean}, {sd}) in [{low}, {high}]"),
+            };
+            let q: Vec<String> = e.quantiles.iter().map(|x| num(Some(x.1))).collect();
+            let _ = writeln!(md, "| {} | {dist} | {} | {} | {} |", e.name, num(e.mean), num(e.sd), q.join(" | "));
+        }
+        if spec.population.correlation.is_some() {
+            let _ = writeln!(md, "\nCorrelated through a Gaussian copula (see the spec).");
+        }
+        md.push('\n');
+    }
     if !p.rejected_by.is_empty() {
         let _ = writeln!(md, "| plausibility constraint | candidates rejected |\n|---|---:|");
         for (c, n) in &p.rejected_by {
@@ -251,7 +271,6 @@ pub fn write(
         if !arm.failures.is_empty() {
             md.push('\n');
         }
-        let qs: Vec<String> = spec.analysis.quantiles.iter().map(|q| format!("q{}", num(Some(q * 100.0)))).collect();
         let _ = writeln!(md, "| endpoint | n | mean | sd | {} |", qs.join(" | "));
         let _ = writeln!(md, "|---|---:|---:|---:|{}", "---:|".repeat(qs.len()));
         for e in &arm.endpoints {
