@@ -172,3 +172,37 @@ count = 3
     let want = x(3.0) + (-1.25f64).exp() + (-0.75f64).exp() + (-0.25f64).exp();
     close("repeated: value at 3", e[4][8], want);
 }
+
+/// x' = k x^2, x(0) = 1 blows up at t = 1/k: patients with k > 1/2 fail before t = 2.
+#[test]
+fn a_failed_patient_is_recorded_and_the_trial_goes_on() {
+    let mut m = Model::default();
+    let k = m.add("k", Role::Parameter, SymbolKind::Parameter, Expr::Num(0.1));
+    let x = m.add("x", Role::Parameter, SymbolKind::State { rate: Expr::Num(0.0) }, Expr::Num(1.0));
+    m.symbols[x.index()].kind = SymbolKind::State { rate: Expr::Sym(k) * Expr::Sym(x) * Expr::Sym(x) };
+    let text = "model = \"blowup.xml\"\n[simulation]\nend = 2\nmax_steps = 20000\n[population]\nsize = 20\nseed = 5\n\
+                [[population.parameters]]\nid = \"k\"\ndist = \"uniform\"\nlow = 0.1\nhigh = 1.0\n\
+                [[arms]]\nname = \"only\"\n[[endpoints]]\nname = \"x_end\"\nvariable = \"x\"\nkind = \"value\"\ntime = 2\n";
+    let spec = Spec::parse(text, Path::new("blowup.toml")).expect("a valid spec");
+    let plan = Plan::with_model(spec, m, vec![], 0).expect("a plan");
+    let (_, t) = vht_trial::run::run_in_memory(&plan, 2).expect("the trial runs");
+    assert_eq!(t.len(), 20);
+    let mut failed = 0;
+    for r in 0..t.len() {
+        let k = t.params[0][r];
+        match &t.reason[r] {
+            Some(reason) => {
+                failed += 1;
+                assert!(k > 0.45, "k = {k} failed: {reason}");
+                assert!(t.endpoints[0][r].is_nan());
+            }
+            None => {
+                assert!(k < 0.5, "k = {k} should have blown up");
+                // Default tolerances (rtol 1e-6): relative agreement.
+                let exact = 1.0 / (1.0 - 2.0 * k);
+                assert!((t.endpoints[0][r] / exact - 1.0).abs() < 1e-4, "k = {k}: {} vs {exact}", t.endpoints[0][r]);
+            }
+        }
+    }
+    assert!(failed > 5 && failed < 20, "{failed} of 20 failed");
+}
