@@ -432,8 +432,7 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
         reads.push(EndpointRead { col, scale: ep.scale, kind: ep.kind });
     }
     sort_dedup(&mut times);
-    let plot_col =
-        reads.first().map_or(0, |_| columns.iter().position(|c| c.name == spec.endpoints[0].variable).unwrap_or(0));
+    let plot_col = spec.endpoints.first().and_then(|e| columns.iter().position(|c| c.name == e.variable)).unwrap_or(0);
     let build_err = |message: String| TrialError::Build { model: spec.model.clone(), arm: name.to_string(), message };
     let sim = Simulator::new(m, &vht_codegen::Options::default()).map_err(|e| build_err(e.to_string()))?;
     let outputs = sim.outputs(&columns).map_err(|e| build_err(e.to_string()))?;
