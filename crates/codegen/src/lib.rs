@@ -395,7 +395,12 @@ pub fn compile_exprs(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Opti
     on_big_stack(|| compile_exprs_here(model, layout, exprs, opts))
 }
 
-fn compile_exprs_here(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Options) -> Result<Function, CodegenError> {
+fn compile_exprs_here(
+    model: &Model,
+    layout: &Layout,
+    exprs: &[Expr],
+    opts: &Options,
+) -> Result<Function, CodegenError> {
     let slots = layout.index(model)?;
     let delays = model_delays(model);
     let env = Env { model, slots: &slots, delays: &delays, n_y: layout.y.len(), n_p: layout.p.len() };

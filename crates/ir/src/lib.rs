@@ -19,8 +19,8 @@
 //! assert!(m.check().is_ok());
 //! ```
 
-pub mod eval;
 mod deriv;
+pub mod eval;
 mod expr;
 mod model;
 mod order;

@@ -127,10 +127,7 @@ impl Model {
 
     /// The symbols of one kind, in model order.
     pub fn of_kind(&self, pred: impl Fn(&SymbolKind) -> bool) -> Vec<Sym> {
-        (0..self.symbols.len())
-            .filter(|&i| pred(&self.symbols[i].kind))
-            .map(|i| Sym(i as u32))
-            .collect()
+        (0..self.symbols.len()).filter(|&i| pred(&self.symbols[i].kind)).map(|i| Sym(i as u32)).collect()
     }
 
     pub fn states(&self) -> Vec<Sym> {

@@ -350,7 +350,9 @@ fn dangling_references(doc: &roxmltree::Document<'_>, ids: &HashSet<String>) -> 
             let local = a.tag_name().name() == "kineticLaw"
                 && a.descendants().any(|p| p.tag_name().name() == "localParameter" && p.attribute("id") == Some(name));
             let bound = a.tag_name().name() == "lambda"
-                && a.children().any(|b| b.tag_name().name() == "bvar" && b.descendants().any(|c| c.text().map(str::trim) == Some(name)));
+                && a.children().any(|b| {
+                    b.tag_name().name() == "bvar" && b.descendants().any(|c| c.text().map(str::trim) == Some(name))
+                });
             local || bound
         });
         if !scoped && !ids.contains(name) {
@@ -405,7 +407,9 @@ fn sbml_test_suite_comp_cases_flatten_structurally() {
             let result = check_case(&path, &vars, &contents);
             match (result, expected.get(file.as_str())) {
                 (Ok(()), None) => passed += 1,
-                (Ok(()), Some(_)) => problems.push(format!("{file}: listed as an expected failure but passes: remove it")),
+                (Ok(()), Some(_)) => {
+                    problems.push(format!("{file}: listed as an expected failure but passes: remove it"))
+                }
                 (Err(_), Some(_)) => {}
                 (Err(e), None) => problems.push(format!("{file}: {e}")),
             }
@@ -442,13 +446,18 @@ fn mutilated_comp_attributes_never_panic() {
                 let Some(q1) = xml[start..].find('"') else { break };
                 let Some(q2) = xml[start + q1 + 1..].find('"') else { break };
                 let end = start + q1 + 1 + q2 + 1;
-                for variant in [format!("{}{}", &xml[..start], &xml[end..]), format!("{}x9{}", &xml[..end - 1], &xml[end - 1..])] {
+                for variant in
+                    [format!("{}{}", &xml[..start], &xml[end..]), format!("{}x9{}", &xml[..end - 1], &xml[end - 1..])]
+                {
                     variants += 1;
                     let result = std::panic::catch_unwind(|| flatten(&variant, xml_path.parent()));
                     match result {
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) => errors += 1,
-                        Err(_) => panic!("flatten panicked on {} with the attribute at byte {start} mutilated", xml_path.display()),
+                        Err(_) => panic!(
+                            "flatten panicked on {} with the attribute at byte {start} mutilated",
+                            xml_path.display()
+                        ),
                     }
                 }
                 at = end;
