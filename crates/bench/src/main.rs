@@ -85,7 +85,7 @@ fn run(a: &Args) -> Result<Json> {
     if a.points < 2 {
         bail!("--points must be at least 2 (got {})", a.points);
     }
-    if !(a.end > 0.0) {
+    if a.end.is_nan() || a.end <= 0.0 {
         bail!("--end must be positive (got {})", a.end);
     }
     if !(a.rtol > 0.0 && a.atol > 0.0) {
