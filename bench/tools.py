@@ -69,11 +69,19 @@ class RoadRunnerTool:
         r = self.simulate(args)
         return self.species, [list(row) for row in r]
 
+    def restore(self):
+        # reset() restores species and time but not global parameters, so a
+        # parameter an event changed (Smith 2013's insulin) would stay changed
+        # in the next run: resetAll() restores those too.
+        self.rr.resetAll()
+
     def set_member(self, ids, values):
-        # The current values, then reset() in simulate(): reset re-evaluates
-        # initial assignments with the current parameter values. (Setting
-        # `init(k)` instead makes libroadrunner regenerate the model: ~85 ms.)
+        # Back to the model's values, then the member's current values, then
+        # reset() in simulate(): reset re-evaluates initial assignments with
+        # the current parameter values. (Setting `init(k)` instead makes
+        # libroadrunner regenerate the model: ~85 ms.)
         rr = self.rr
+        rr.resetAll()
         for i, v in zip(ids, values):
             rr.setValue(i, float(v))
 
@@ -143,6 +151,10 @@ class CopasiTool:
             for i in range(ts.getRecordedSteps())
         ]
         return names, rows
+
+    def restore(self):
+        # processRaw(True) starts from the model's initial values: nothing to undo.
+        pass
 
     def bind(self, ids):
         by_id = {}
@@ -218,6 +230,7 @@ def main():
     for _ in range(max(1, args.repeats)):
         t = time.perf_counter()
         try:
+            tool.restore()
             tool.simulate(args)
         except Exception as e:
             err = str(e)[:300]
@@ -225,6 +238,7 @@ def main():
         times.append(time.perf_counter() - t)
     out["single"] = {"median_s": statistics.median(times) if times else None, "times_s": times, "error": err}
     if args.normal_trajectory and err is None:
+        tool.restore()
         names, rows = tool.trajectory(args)
         write_csv(args.normal_trajectory, names, rows)
 
