@@ -99,6 +99,12 @@ pub enum SimError {
     Settings { reason: String },
     #[error("could not compile the output columns: {0}")]
     Columns(String),
+    #[error(
+        "at t = {t} {}{}",
+        match rate { Some(r) => format!("the rate of '{r}' is not a number"), None => "a state is not a number".to_string() },
+        if missing.is_empty() { String::new() } else { format!(": the model gives no value for {}", missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")) }
+    )]
+    NoValue { t: f64, missing: Vec<String>, rate: Option<String> },
     #[error("a delay is negative ({tau}) at t = {t}")]
     NegativeDelay { t: f64, tau: f64 },
 }
@@ -202,6 +208,40 @@ impl<'s> Run<'s> {
 
     fn n_sys(&self) -> usize {
         self.sim.n_ode.max(1)
+    }
+
+    /// A model that leaves a quantity without a value fails here, naming
+    /// it, rather than later as an opaque solver failure.
+    fn check_start_values(&self, t0: f64, x: &[f64]) -> Result<(), SimError> {
+        let sim = self.sim;
+        let layout = &sim.code.layout;
+        let mut f = vec![0.0; sim.n_y()];
+        let mut y = vec![0.0; sim.n_y()];
+        y[..sim.n_ode].copy_from_slice(&x[..sim.n_ode]);
+        y[sim.n_ode..].copy_from_slice(&self.z.borrow());
+        sim.code.rhs.eval(t0, &y, &self.p.borrow(), &mut f, self);
+        if f[..sim.n_ode].iter().all(|v| v.is_finite()) && x.iter().all(|v| v.is_finite()) {
+            return Ok(());
+        }
+        // Name the inputs without a value: states first, then parameters.
+        let missing: Vec<String> = layout.y[..sim.n_ode]
+            .iter()
+            .chain(&layout.p)
+            .filter(|s| self.vals0[s.index()].is_nan())
+            .map(|s| sim.model.name(*s).to_string())
+            .collect();
+        let rate = layout.y[..sim.n_ode]
+            .iter()
+            .zip(&f)
+            .find(|(_, v)| !v.is_finite())
+            .map(|(s, _)| sim.model.name(*s).to_string());
+        // A rate can be infinite at the start and the integrator still cope
+        // (e.g. a rate that divides by time); only an input without a value
+        // is an error the model's author must fix.
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(SimError::NoValue { t: t0, missing, rate })
     }
 
     /// The ODE part of the initial state.
@@ -316,6 +356,7 @@ impl<'s> Run<'s> {
         let mut x = self.x0();
         let mut y = vec![0.0; n_y];
         let t0 = tc.start;
+        self.check_start_values(t0, &x)?;
         if !self.full_y(t0, &x, &mut y) {
             return Err(SimError::Algebraic { t: t0 });
         }

@@ -112,3 +112,15 @@ fn explicit_output_times_including_repeats_and_the_start() {
     let err = simulate(&sim, &tc, &sim.outputs(&cols).unwrap(), &[]).unwrap_err();
     assert_eq!(err.to_string(), "bad time course: output times must not decrease (1 then 0.5)");
 }
+
+#[test]
+fn a_parameter_without_a_value_is_named() {
+    let (mut m, k, _) = decay();
+    m.symbols[k.index()].initial = Expr::Num(f64::NAN);
+    let cols = vec![col(&m, "x")];
+    let sim = Simulator::new(m, &Options::default()).unwrap();
+    let err = simulate(&sim, &tc(1.0, 2), &sim.outputs(&cols).unwrap(), &[]).unwrap_err();
+    assert_eq!(err.to_string(), "at t = 0 the rate of 'x' is not a number: the model gives no value for 'k'");
+    // A value given for the run is enough.
+    assert!(simulate(&sim, &tc(1.0, 2), &sim.outputs(&cols).unwrap(), &[(k, 0.5)]).is_ok());
+}
