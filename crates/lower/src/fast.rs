@@ -624,30 +624,12 @@ impl Relaxation<'_> {
     }
 }
 
-/// Gaussian elimination with partial pivoting on an augmented matrix.
-// Row operations on small dense matrices read best with indices.
-#[allow(clippy::needless_range_loop)]
-fn solve_dense(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+/// Solves the square system of an augmented matrix `[A | b]` (rows), by LU.
+fn solve_dense(a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
     let n = a.len();
-    for c in 0..n {
-        let p = (c..n).max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))?;
-        if a[p][c].abs() < 1e-300 {
-            return None;
-        }
-        a.swap(c, p);
-        for i in c + 1..n {
-            let f = a[i][c] / a[c][c];
-            for k in c..=n {
-                a[i][k] -= f * a[c][k];
-            }
-        }
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| a[i][k] * x[k]).sum();
-        x[i] = (a[i][n] - s) / a[i][i];
-    }
-    Some(x)
+    let m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[i][j]);
+    let b = nalgebra::DVector::from_fn(n, |i, _| a[i][n]);
+    m.lu().solve(&b).map(|x| x.iter().copied().collect())
 }
 
 #[cfg(test)]
