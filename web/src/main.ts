@@ -7,6 +7,10 @@ import { errorBox } from "./ui";
 import { cataloguePage } from "./pages/catalogue";
 import { modelPage } from "./pages/model";
 import { loginPage } from "./pages/login";
+import { newRunPage, runPage, runsPage } from "./pages/runs";
+import { trialPage } from "./pages/trial";
+import { twinPage, twinsPage } from "./pages/twins";
+import { governancePage } from "./pages/governance";
 
 /** A page renders into `main` and may return a cleanup (e.g. to stop polling). */
 type Page = (main: HTMLElement, params: Record<string, string>, query: URLSearchParams, refreshNav: () => void) => void | (() => void);
@@ -15,6 +19,13 @@ const routes: Array<[RegExp, string[], Page]> = [
   [/^\/?$/, [], cataloguePage],
   [/^\/models\/([^/]+)$/, ["id"], modelPage],
   [/^\/login$/, [], loginPage],
+  [/^\/runs$/, [], runsPage],
+  [/^\/runs\/new$/, [], newRunPage],
+  [/^\/runs\/([^/]+)$/, ["id"], runPage],
+  [/^\/trials\/([^/]+)$/, ["id"], trialPage],
+  [/^\/twins$/, [], twinsPage],
+  [/^\/twins\/([^/]+)$/, ["id"], twinPage],
+  [/^\/governance$/, [], governancePage],
 ];
 
 const main = document.getElementById("main") as HTMLElement;
