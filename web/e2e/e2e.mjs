@@ -1,0 +1,179 @@
+// Browser end-to-end test of the OpenVHT UI, run by .ci/e2e against a real `vht serve`.
+//
+//   VHT_URL=http://127.0.0.1:PORT  E2E_OUT=target/e2e  node e2e.mjs
+//
+// Drives Debian's Chromium (CHROMIUM, default /usr/bin/chromium) headless through
+// playwright-core, with a fresh profile. Checks: the catalogue lists the bundled example
+// models; search narrows it; a model page runs a simulation and a plot with data
+// appears (series pixels on the canvas and the numbers in the data table); changing a
+// parameter and rerunning changes the plot. Screenshots go to E2E_OUT. Exits non-zero
+// on the first failure, with what was expected and what was seen.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const base = (process.env.VHT_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
+const out = process.env.E2E_OUT ?? "target/e2e";
+const exe = process.env.CHROMIUM ?? "/usr/bin/chromium";
+// The model the simulation steps use and the parameter they change (a constant
+// parameter of the Elowitz repressilator, examples/models/repressilator.xml).
+const MODEL = process.env.E2E_MODEL ?? "repressilator";
+const PARAM = process.env.E2E_PARAM ?? "KM";
+const EXPECTED_MODELS = (process.env.E2E_EXPECT ?? "repressilator,dallaman2007_meal").split(",");
+const TIMEOUT = 30_000;
+
+let passed = 0;
+let failed = 0;
+function check(cond, what, seen) {
+  if (cond) {
+    passed++;
+    console.log(`ok   ${what}`);
+  } else {
+    failed++;
+    console.log(`FAIL ${what}${seen === undefined ? "" : `: saw ${typeof seen === "string" ? seen : JSON.stringify(seen)}`}`);
+  }
+  return cond;
+}
+
+/** Counts the canvas pixels close to a series colour (the first series is #0072B2). */
+async function seriesPixels(page, figure) {
+  return page.evaluate((fig) => {
+    const c = fig.querySelector("canvas");
+    if (!c) return -1;
+    const ctx = c.getContext("2d");
+    const { data } = ctx.getImageData(0, 0, c.width, c.height);
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (Math.abs(data[i] - 0x00) < 40 && Math.abs(data[i + 1] - 0x72) < 40 && Math.abs(data[i + 2] - 0xb2) < 40 && data[i + 3] > 200) n++;
+    }
+    return n;
+  }, figure);
+}
+
+/** The numbers of the data table under the plot, by column. */
+async function tableValues(page) {
+  return page.evaluate(() => {
+    const t = document.querySelector("#sim-result table.data");
+    if (!t) return null;
+    const cols = [...t.querySelectorAll("thead th")].map((th) => th.textContent);
+    const rows = [...t.querySelectorAll("tbody tr")].map((tr) => [...tr.querySelectorAll("td")].map((td) => Number(td.textContent)));
+    return { cols, rows };
+  });
+}
+
+async function main() {
+  fs.mkdirSync(out, { recursive: true });
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "vht-e2e-profile-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: exe,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(TIMEOUT);
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") pageErrors.push(`console: ${m.text()}`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`);
+  });
+  // Nothing may be fetched from outside the server (no CDN, no fonts).
+  const foreign = [];
+  page.on("request", (r) => {
+    const u = r.url();
+    if (!u.startsWith(base) && !u.startsWith("blob:") && !u.startsWith("data:")) foreign.push(u);
+  });
+
+  try {
+    // 1. The catalogue lists the bundled examples.
+    await page.goto(`${base}/`);
+    await page.waitForSelector("li.card");
+    const ids = await page.$$eval("li.card", (els) => els.map((e) => e.getAttribute("data-model")));
+    for (const m of EXPECTED_MODELS) check(ids.includes(m), `catalogue lists the bundled model ${m}`, ids);
+    const title = await page.textContent("h1");
+    check(title?.includes("catalogue"), "catalogue page has its heading", title);
+    await page.screenshot({ path: path.join(out, "catalogue.png") });
+
+    // 2. Search narrows the list (keyboard only: type and press Enter).
+    await page.fill("#q", "repressilator");
+    await page.press("#q", "Enter");
+    await page.waitForFunction(() => location.hash.includes("q=repressilator"));
+    await page.waitForFunction(() => document.querySelectorAll("li.card").length > 0 && ![...document.querySelectorAll("li.card")].some((c) => c.getAttribute("data-model") === "dallaman2007_meal"));
+    const found = await page.$$eval("li.card", (els) => els.map((e) => e.getAttribute("data-model")));
+    check(found.includes(MODEL), `search "repressilator" finds ${MODEL}`, found);
+
+    // 3. Open the model page.
+    await page.click(`li.card[data-model="${MODEL}"] h2 a`);
+    await page.waitForSelector("#run-sim");
+    const heading = await page.textContent("h1");
+    check(/repressilator/i.test(heading ?? ""), "model page shows the model's name", heading);
+    const paramInput = page.locator(`input.val[data-id="${PARAM}"]`);
+    check((await paramInput.count()) === 1, `model page has an input for parameter ${PARAM}`);
+
+    // 4. Run a simulation: a plot with data appears.
+    await page.fill("#sim-end", "200");
+    await page.fill("#sim-points", "201");
+    await page.click("#run-sim");
+    const fig = await page.waitForSelector("#sim-result figure.plot");
+    const nSeries = Number(await fig.getAttribute("data-series"));
+    const nPoints = Number(await fig.getAttribute("data-points"));
+    check(nSeries >= 1, "the plot has at least one series", nSeries);
+    check(nPoints === 201, "the plot has the 201 requested points", nPoints);
+    const px1 = await seriesPixels(page, fig);
+    check(px1 > 200, "the first series is drawn on the canvas (pixels of its colour)", px1);
+    const t1 = await tableValues(page);
+    check(t1 && t1.rows.length > 10, "the data table under the plot has rows", t1?.rows.length);
+    const finite1 = t1 ? t1.rows.flat().filter((v) => Number.isFinite(v)) : [];
+    check(finite1.length > 0 && finite1.some((v) => v !== 0), "the simulated values are numbers, not all zero", finite1.slice(0, 8));
+    const status1 = await page.textContent("#sim-status");
+    await page.screenshot({ path: path.join(out, "simulation-first.png"), fullPage: false });
+
+    // 5. Change a parameter and rerun: the plot changes.
+    await fig.evaluate((el) => el.setAttribute("data-old", "1"));
+    const before = Number(await paramInput.inputValue());
+    const after = before > 0 ? before / 4 : 1;
+    await paramInput.fill(String(after));
+    await page.click("#run-sim");
+    const fig2 = await page.waitForSelector("#sim-result figure.plot:not([data-old])");
+    const px2 = await seriesPixels(page, fig2);
+    check(px2 > 200, "the rerun plot is drawn", px2);
+    const t2 = await tableValues(page);
+    const status2 = await page.textContent("#sim-status");
+    check(status2?.includes(`${PARAM} = ${after}`), `the status line names the changed parameter ${PARAM}`, status2);
+    const differ = t1 && t2 && JSON.stringify(t1.rows) !== JSON.stringify(t2.rows);
+    check(differ, `the simulated values change when ${PARAM} goes from ${before} to ${after}`, status1);
+    // Scroll the plot into view for the screenshot (it sits below the settings).
+    await fig2.scrollIntoViewIfNeeded();
+    await page.evaluate(() => document.querySelector("#sim")?.scrollIntoView());
+    await page.screenshot({ path: path.join(out, "simulation.png") });
+
+    check(pageErrors.length === 0, "no script errors in the page", pageErrors);
+    check(foreign.length === 0, "no request left the server (no CDN, no external fonts)", foreign);
+  } catch (e) {
+    check(false, "the browser steps ran to the end", String(e));
+    await page.screenshot({ path: path.join(out, "failure.png") }).catch(() => undefined);
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+  console.log(`e2e: ${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 && passed > 0 ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
