@@ -157,7 +157,7 @@ async function main() {
     check(differ, `the simulated values change when ${PARAM} goes from ${before} to ${after}`, status1);
     // Scroll the plot into view for the screenshot (it sits below the settings).
     await fig2.scrollIntoViewIfNeeded();
-    await page.evaluate(() => document.querySelector("#sim")?.scrollIntoView());
+    await page.evaluate(() => document.querySelector("#sim")?.closest("section")?.scrollIntoView());
     await page.screenshot({ path: path.join(out, "simulation.png") });
 
     check(pageErrors.length === 0, "no script errors in the page", pageErrors);

@@ -284,7 +284,7 @@ function simulator(model: string, version: string, vars: Variables): HTMLElement
       const ms = performance.now() - t0;
       const changed = Object.keys(set);
       status.textContent = `${res.time.length} points, ${Object.keys(res.series).length} series in ${ms.toFixed(0)} ms${changed.length ? `; changed: ${changed.map((k) => `${k} = ${set[k]}`).join(", ")}` : ""}.`;
-      const plot = linePlot({ x: res.time, series: res.series, title: `${model}: time course`, xLabel: "time", width: Math.min(900, out.clientWidth || 900) });
+      const plot = linePlot({ x: res.time, series: res.series, title: `${model}: time course`, xLabel: "time", width: Math.max(400, (out.clientWidth || 800) - 16) });
       mount(out, plot, h("details", null, h("summary", null, "Data table"), dataTable(res.time, res.series)));
     } catch (e) {
       status.textContent = "";
@@ -297,25 +297,33 @@ function simulator(model: string, version: string, vars: Variables): HTMLElement
   return h(
     "form",
     { class: "sim", onsubmit: run, "aria-label": "Simulation settings" },
-    h("div", { class: "row" }, start.el, end.el, points.el, h("div", { class: "field buttons" }, runBtn, resetBtn)),
-    status,
-    out,
     h(
       "div",
-      { class: "sim-inputs" },
+      { class: "sim-body" },
       h(
-        "details",
-        { open: vars.parameters.length <= 40 },
-        h("summary", null, `Parameters (${vars.parameters.length})`),
-        h("table", { class: "grid compact" }, h("tbody", null, vars.parameters.map((p) => valueRow(p.id, p.name, p.value, "p")))),
+        "div",
+        { class: "sim-main" },
+        h("div", { class: "row" }, start.el, end.el, points.el, h("div", { class: "field buttons" }, runBtn, resetBtn)),
+        status,
+        out,
       ),
       h(
-        "details",
-        null,
-        h("summary", null, `Initial values of species (${vars.species.length})`),
-        h("table", { class: "grid compact" }, h("tbody", null, vars.species.map((s) => valueRow(s.id, s.name, s.initial, "s")))),
+        "div",
+        { class: "sim-inputs" },
+        h(
+          "details",
+          { open: true },
+          h("summary", null, `Parameters (${vars.parameters.length})`),
+          h("table", { class: "grid compact" }, h("tbody", null, vars.parameters.map((p) => valueRow(p.id, p.name, p.value, "p")))),
+        ),
+        h(
+          "details",
+          null,
+          h("summary", null, `Initial values of species (${vars.species.length})`),
+          h("table", { class: "grid compact" }, h("tbody", null, vars.species.map((s) => valueRow(s.id, s.name, s.initial, "s")))),
+        ),
+        selectList,
       ),
-      selectList,
     ),
   );
 }
