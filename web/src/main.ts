@@ -11,6 +11,7 @@ import { newRunPage, runPage, runsPage } from "./pages/runs";
 import { trialPage } from "./pages/trial";
 import { twinPage, twinsPage } from "./pages/twins";
 import { governancePage } from "./pages/governance";
+import { importPage, usersPage } from "./pages/admin";
 
 /** A page renders into `main` and may return a cleanup (e.g. to stop polling). */
 type Page = (main: HTMLElement, params: Record<string, string>, query: URLSearchParams, refreshNav: () => void) => void | (() => void);
@@ -26,6 +27,8 @@ const routes: Array<[RegExp, string[], Page]> = [
   [/^\/twins$/, [], twinsPage],
   [/^\/twins\/([^/]+)$/, ["id"], twinPage],
   [/^\/governance$/, [], governancePage],
+  [/^\/import$/, [], importPage],
+  [/^\/users$/, [], usersPage],
 ];
 
 const main = document.getElementById("main") as HTMLElement;
@@ -37,7 +40,9 @@ function refreshNav(): void {
   const links: Array<[string, string]> = [["#/", "Catalogue"]];
   if (session.me) {
     links.push(["#/runs", "Runs"], ["#/twins", "Twins"]);
+    if (hasRole("modeller")) links.push(["#/import", "Import"]);
     if (hasRole("data_steward")) links.push(["#/governance", "Governance"]);
+    if (session.roles.has("admin")) links.push(["#/users", "Users"]);
   }
   const current = "#" + (location.hash.slice(1).split("?")[0] || "/");
   mount(

@@ -3,6 +3,7 @@ import { h, mount, fmtNum, fmtTime, type Child } from "../dom";
 import { linePlot, dataTable } from "../plot";
 import { errorBox, loading, section, kv } from "../ui";
 import { shortHash } from "./catalogue";
+import { hasRole, session } from "../state";
 
 /** The model detail as the server sends it; fields beyond the contract are shown when present. */
 interface ModelDetail {
@@ -76,6 +77,8 @@ function render(main: HTMLElement, m: ModelDetail): void {
       versionSel,
       h("button", { type: "button", onclick: () => dl("sbml", "xml") }, "Download SBML"),
       h("button", { type: "button", onclick: () => dl("omex", "omex") }, "Download OMEX"),
+      session.me && h("a", { href: `#/runs/new?kind=simulate&model=${encodeURIComponent(m.id)}` }, "Submit as a run"),
+      hasRole("modeller") && h("a", { href: `#/import?model=${encodeURIComponent(m.id)}` }, "Import a new version"),
     ),
   );
   const dlError = h("div", { "aria-live": "polite" });
