@@ -273,8 +273,9 @@ function simulator(model: string, version: string, vars: Variables): HTMLElement
       end: Number(end.input.value),
       points: Math.round(Number(points.input.value)),
       set,
-      select,
     };
+    // No species ticked: let the server choose its default columns.
+    if (select.length > 0) req.select = select;
     if (!(req.end > req.start)) {
       mount(out, errorBox("The end time must be after the start time"));
       return;
