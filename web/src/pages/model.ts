@@ -165,7 +165,10 @@ function evidenceList(m: ModelDetail): HTMLElement {
         " ",
         Object.entries(e)
           .filter(([k]) => !["passed", "ok", "status", "kind", "name", "type"].includes(k))
-          .map(([k, v]) => h("span", { class: "muted" }, ` ${k}: `, cell(k, v))),
+          .filter(([, v]) => v !== null && v !== undefined)
+          .map(([k, v]) =>
+            h("span", { class: "muted" }, ` ${k}: `, k === "run" && typeof v === "string" ? h("a", { href: `#/runs/${encodeURIComponent(v)}` }, v.slice(0, 12)) : cell(k, v)),
+          ),
       );
     }),
   );
