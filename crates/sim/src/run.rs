@@ -647,8 +647,13 @@ impl System for Run<'_> {
             }
         }
         out.iter_mut().for_each(|o| *o = 0.0);
-        for &(k, r, c) in &self.sim.jac_ode {
-            out[r] += jac[k] * v[c];
+        let cols = &self.sim.jac_ode_cols;
+        for (c, &vc) in v.iter().enumerate() {
+            if vc != 0.0 {
+                for &(k, r) in &self.sim.jac_ode[cols[c]..cols[c + 1]] {
+                    out[r] += jac[k] * vc;
+                }
+            }
         }
     }
 

@@ -24,8 +24,13 @@ pub struct Simulator {
     /// The event triggers, as booleans.
     pub(crate) triggers: Function,
     pub(crate) init_order: Vec<Sym>,
-    /// Jacobian entries (pattern index, row, col) in the ODE block.
-    pub(crate) jac_ode: Vec<(usize, usize, usize)>,
+    /// Jacobian entries (pattern index, row) in the ODE block, grouped by
+    /// column: column `c` is `jac_ode[jac_ode_cols[c]..jac_ode_cols[c + 1]]`.
+    /// The solver assembles its Jacobian from products with vectors that are
+    /// zero outside a few columns (one colour of a column colouring), so a
+    /// product only visits the columns where the vector is nonzero.
+    pub(crate) jac_ode: Vec<(usize, usize)>,
+    pub(crate) jac_ode_cols: Vec<usize>,
     /// Jacobian entries (pattern index, row - n_ode, col - n_ode) in the algebraic block.
     pub(crate) jac_alg: Vec<(usize, usize, usize)>,
     pub(crate) has_delays: bool,
@@ -55,6 +60,15 @@ impl Simulator {
                 jac_alg.push((k, r - n_ode, c - n_ode));
             }
         }
+        jac_ode.sort_by_key(|&(_, _, c)| c);
+        let mut jac_ode_cols = vec![0usize; n_ode + 1];
+        for &(_, _, c) in &jac_ode {
+            jac_ode_cols[c + 1] += 1;
+        }
+        for c in 0..n_ode {
+            jac_ode_cols[c + 1] += jac_ode_cols[c];
+        }
+        let jac_ode: Vec<(usize, usize)> = jac_ode.into_iter().map(|(k, r, _)| (k, r)).collect();
         let has_delays = {
             let mut d = model.algebraic.iter().any(Expr::contains_delay)
                 || model
@@ -80,6 +94,7 @@ impl Simulator {
             triggers,
             init_order,
             jac_ode,
+            jac_ode_cols,
             jac_alg,
             has_delays,
             options: options.clone(),

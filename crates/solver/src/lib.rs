@@ -29,9 +29,11 @@
 //! assert!((y1 - (-1.0f64).exp()).abs() < 1e-5);
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use diffsol::{NalgebraLU, NalgebraMat, OdeBuilder, OdeSolverMethod, OdeSolverStopReason, Vector as _, VectorCommon};
+use diffsol::{
+    MatrixCommon, NalgebraLU, NalgebraMat, OdeBuilder, OdeSolverMethod, OdeSolverStopReason, Vector as _, VectorCommon,
+};
 
 /// A vector field with its Jacobian action and root functions.
 pub trait System {
@@ -170,9 +172,83 @@ pub fn integrate<S: System, R>(
         LinearSolver::Auto => n > SPARSE_FROM,
     };
     if sparse {
-        integrate_with!(diffsol::FaerSparseMat<f64>, diffsol::FaerSparseLU<f64>, sys, t0, y0, options, body)
+        integrate_with!(diffsol::FaerSparseMat<f64>, KluLike, sys, t0, y0, options, body)
     } else {
         integrate_with!(NalgebraMat<f64>, NalgebraLU<f64>, sys, t0, y0, options, body)
+    }
+}
+
+mod sparse_lu;
+
+/// diffsol's linear solver slot filled with our [`sparse_lu::SparseLu`]:
+/// the pattern is analysed once per integration, and every Newton matrix
+/// after the first reuses the pivot sequence.
+#[derive(Default)]
+struct KluLike {
+    state: Option<KluState>,
+}
+
+struct KluState {
+    a: diffsol::FaerSparseMat<f64>,
+    lu: sparse_lu::SparseLu,
+    ok: bool,
+    work: RefCell<Vec<f64>>,
+}
+
+impl diffsol_la::LinearSolver<diffsol::FaerSparseMat<f64>> for KluLike {
+    fn set_linearisation<C>(&mut self, op: &C)
+    where
+        C: diffsol_la::LinearOp<
+            T = f64,
+            V = diffsol::FaerVec<f64>,
+            M = diffsol::FaerSparseMat<f64>,
+            C = diffsol::FaerContext,
+        >,
+    {
+        let Some(st) = self.state.as_mut() else { return };
+        op.matrix_inplace(&mut st.a);
+        st.ok = st.lu.factor(st.a.inner()[0].val()).is_ok();
+    }
+
+    fn set_sparsity<C>(&mut self, op: &C)
+    where
+        C: diffsol_la::LinearOp<
+            T = f64,
+            V = diffsol::FaerVec<f64>,
+            M = diffsol::FaerSparseMat<f64>,
+            C = diffsol::FaerContext,
+        >,
+    {
+        use diffsol::Matrix;
+        let n = op.nrows();
+        let a = diffsol::FaerSparseMat::new_from_sparsity(n, op.ncols(), op.sparsity(), *op.context());
+        let m = &a.inner()[0];
+        let lu = sparse_lu::SparseLu::analyse(n, m.col_ptr(), m.row_idx());
+        self.state = Some(KluState { a, lu, ok: false, work: RefCell::new(vec![0.0; n]) });
+    }
+
+    fn solve_in_place(&self, x: &mut diffsol::FaerVec<f64>) -> Result<(), diffsol::LaError> {
+        let st = self.ready()?;
+        st.lu.solve(x.slice_mut(), &mut st.work.borrow_mut());
+        Ok(())
+    }
+
+    fn solve_transpose_in_place(&self, x: &mut diffsol::FaerVec<f64>) -> Result<(), diffsol::LaError> {
+        let st = self.ready()?;
+        st.lu.solve_transpose(x.slice_mut(), &mut st.work.borrow_mut());
+        Ok(())
+    }
+}
+
+impl KluLike {
+    /// The factorisation, or the error diffsol treats as a Newton failure
+    /// (it then cuts the step and factorises again).
+    fn ready(&self) -> Result<&KluState, diffsol::LaError> {
+        match &self.state {
+            Some(st) if st.ok => Ok(st),
+            Some(_) => Err(diffsol::LaError::Other("the Newton matrix is singular".into())),
+            None => Err(diffsol::LaError::Other("the linear solver has no matrix".into())),
+        }
     }
 }
 
