@@ -1,0 +1,69 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in the clinical input something was found: the file, the line (for
+/// NDJSON; 0 for a bundle, which is one JSON document), the JSON path inside
+/// that line's document, and the id of the resource it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub file: PathBuf,
+    pub line: usize,
+    pub path: String,
+    pub resource: String,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        write!(f, ": {}", self.path)?;
+        if !self.resource.is_empty() {
+            write!(f, " (resource {})", self.resource)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FhirError {
+    #[error("cannot read {}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+    #[error("{}:{line}: not JSON: {error}", file.display())]
+    Json { file: PathBuf, line: usize, error: String },
+    /// A field is missing or has the wrong shape.
+    #[error("{at}: field '{field}': expected {expected}")]
+    Field { at: Loc, field: String, expected: String },
+    #[error("{at}: {problem}")]
+    Resource { at: Loc, problem: String },
+    #[error("{at}: LOINC code {code} is not in the mapping file (strict = true)")]
+    UnknownCode { at: Loc, code: String },
+    #[error("{at}: cannot convert '{from}' to '{to}': {problem}")]
+    Unit { at: Loc, from: String, to: String, problem: String },
+    #[error("{}:{line}: {problem}", file.display())]
+    Map { file: PathBuf, line: usize, problem: String },
+    #[error("UCUM unit '{unit}' at character {offset}: {problem}")]
+    Ucum { unit: String, offset: usize, problem: String },
+    #[error("{}: {problem}", file.display())]
+    Model { file: PathBuf, problem: String },
+    #[error(
+        "no pseudonymisation key: pass --key-file FILE or set VHT_PSEUDONYM_KEY (there is deliberately no default key)"
+    )]
+    NoKey,
+    #[error("{}: the pseudonymisation key is empty", file.display())]
+    EmptyKey { file: PathBuf },
+    #[error("{what}: {problem}")]
+    Simulation { what: String, problem: String },
+}
+
+impl FhirError {
+    pub(crate) fn field(at: &Loc, field: &str, expected: impl Into<String>) -> FhirError {
+        FhirError::Field { at: at.clone(), field: field.to_string(), expected: expected.into() }
+    }
+}
