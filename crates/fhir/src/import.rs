@@ -58,6 +58,8 @@ pub fn pseudonym(key: &[u8], system: &str, value: &str) -> String {
 /// One measurement row, in model units and model time.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MeasurementRow {
+    /// Which input file it came from (index into the inputs of [`extract_many`]).
+    pub source: usize,
     pub observable: String,
     pub loinc: String,
     pub time: f64,
@@ -93,18 +95,38 @@ pub struct Imported {
 
 /// Reads the resources of `input` and applies the map.
 pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, FhirError> {
+    extract_many(&[input], map, key)
+}
+
+/// Reads the resources of several files about one patient (e.g. a bundle
+/// and later bulk data) and applies the map; times share one origin. A
+/// Patient resource repeated with the same id and identifier counts once.
+pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Imported, FhirError> {
     let m = &map.map;
-    let resources = resource::read(input)?;
+    let input = *inputs.first().ok_or_else(|| FhirError::Map {
+        file: map.path.clone(),
+        line: 0,
+        problem: "no input files".into(),
+    })?;
+    let mut resources = Vec::new();
+    for (k, f) in inputs.iter().enumerate() {
+        resources.extend(resource::read(f)?.into_iter().map(|r| (k, *f, r)));
+    }
     let mut warnings = Vec::new();
     let mut patients: Vec<Patient> = Vec::new();
-    let mut observations: Vec<Observation> = Vec::new();
+    let mut observations: Vec<(usize, Observation)> = Vec::new();
     let mut doses: Vec<Dose> = Vec::new();
-    for r in &resources {
-        let ctx = Ctx { file: input, r };
+    for (k, file, r) in &resources {
+        let ctx = Ctx { file, r };
         match ctx.resource_type() {
-            "Patient" => patients.push(resource::patient(&ctx)?),
+            "Patient" => {
+                let p = resource::patient(&ctx)?;
+                if !patients.iter().any(|q| (&q.id, &q.identifier) == (&p.id, &p.identifier)) {
+                    patients.push(p);
+                }
+            }
             "Observation" => match resource::observation(&ctx)? {
-                Ok(o) => observations.push(o),
+                Ok(o) => observations.push((*k, o)),
                 Err(why) => warnings.push(format!("{}: skipped: {why}", ctx.loc(""))),
             },
             "MedicationAdministration" | "MedicationStatement" => match resource::dose(&ctx)? {
@@ -146,7 +168,7 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
             }),
         }
     };
-    for o in &observations {
+    for (_, o) in &observations {
         check_subject(&o.subject, &o.at)?;
     }
     for d in &doses {
@@ -158,8 +180,8 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
         Measure(&'a crate::map::ObservationMap),
         Covariate(&'a crate::map::CovariateMap),
     }
-    let mut measured: Vec<(&Observation, Use, String)> = Vec::new();
-    for o in &observations {
+    let mut measured: Vec<(usize, &Observation, Use, String)> = Vec::new();
+    for (k, o) in &observations {
         let loinc: Vec<&str> = o.codes.iter().filter(|(s, _)| s == LOINC).map(|(_, c)| c.as_str()).collect();
         let found = loinc.iter().find_map(|code| {
             m.observations
@@ -174,7 +196,7 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
                 })
         });
         match found {
-            Some((u, code)) => measured.push((o, u, code)),
+            Some((u, code)) => measured.push((*k, o, u, code)),
             None => {
                 let code = loinc.first().map_or_else(|| "(none)".to_string(), |c| c.to_string());
                 if m.strict {
@@ -209,8 +231,8 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
         })?,
         TimeOrigin::FirstObservation => measured
             .iter()
-            .filter(|(_, u, _)| matches!(u, Use::Measure(_)))
-            .map(|(o, _, _)| o.time)
+            .filter(|(_, _, u, _)| matches!(u, Use::Measure(_)))
+            .map(|(_, o, _, _)| o.time)
             .min()
             .ok_or_else(|| FhirError::Map {
                 file: map.path.clone(),
@@ -229,7 +251,7 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
 
     let mut rows = Vec::new();
     let mut covariates: Vec<Covariate> = Vec::new();
-    for (o, u, code) in measured {
+    for (src, o, u, code) in measured {
         let t = model_time(o.time);
         let unit_err = |to: &str, problem: String| FhirError::Unit {
             at: Loc { path: join(&o.at.path, "valueQuantity"), ..o.at.clone() },
@@ -246,6 +268,7 @@ pub fn extract(input: &Path, map: &MapFile, key: &[u8]) -> Result<Imported, Fhir
                     continue;
                 }
                 rows.push(MeasurementRow {
+                    source: src,
                     observable: x.observable.clone(),
                     loinc: code,
                     time: t,

@@ -44,6 +44,8 @@ pub mod ucum;
 pub mod validate;
 
 pub use error::{FhirError, Loc};
-pub use import::{extract, import, key, pseudonym, write_petab, Covariate, Imported, MeasurementRow, Written, KEY_ENV};
+pub use import::{
+    extract, extract_many, import, key, pseudonym, write_petab, Covariate, Imported, MeasurementRow, Written, KEY_ENV,
+};
 pub use map::{Map, MapFile};
 pub use sbml::{DoseKind, ModelDose};
