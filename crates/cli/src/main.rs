@@ -2,6 +2,7 @@
 
 mod fit;
 mod parquet_out;
+mod serve;
 mod trial;
 
 use std::io::Write;
@@ -30,6 +31,10 @@ enum Command {
     Fit(fit::FitArgs),
     /// In silico trials: virtual populations, treatment arms, endpoints.
     Trial(trial::TrialArgs),
+    /// The platform: HTTP API, web UI, catalogue, job workers (see crates/server/README.md).
+    Serve(serve::ServeArgs),
+    /// A job worker on the platform's shared database (no HTTP).
+    Worker(serve::WorkerArgs),
 }
 
 #[derive(clap::Args)]
@@ -101,6 +106,8 @@ fn main() {
         Command::Conformance(a) => conformance(a),
         Command::Fit(a) => fit::run(a),
         Command::Trial(a) => trial::run(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Worker(a) => serve::worker(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,112 @@
+//! First start: the first administrator, and (unless disabled) the bundled
+//! examples, so a newcomer sees a working platform at once: the example
+//! models (embedded in the binary, so it works from any folder), a
+//! simulation of each and the example meal trial as queued runs.
+
+use serde_json::json;
+
+use crate::catalogue::{self, Kind};
+use crate::error::ApiError;
+use crate::{auth, runs, App};
+
+pub const MODELS: &[(&str, &[u8])] = &[
+    ("repressilator.xml", include_bytes!("../../../examples/models/repressilator.xml")),
+    ("dallaman2007_meal.xml", include_bytes!("../../../examples/models/dallaman2007_meal.xml")),
+];
+pub const MEAL_TRIAL: &str = include_str!("../../../examples/trials/meal/trial.toml");
+
+/// The owner of bundled content.
+pub const SYSTEM: &str = "system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("creating the first administrator: {0}")]
+    Admin(#[from] auth::CreateUserError),
+    #[error("writing {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("loading example {file}: {message}")]
+    Example { file: String, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+}
+
+pub async fn first_start(app: &App) -> Result<(), BootstrapError> {
+    if app.db.set_once("bootstrap", &crate::db::now_ms().to_string()).await? {
+        let (_, token) = auth::create_user(app, "admin", auth::Role::Admin, app.config.admin_token.as_deref()).await?;
+        let path = app.config.data_dir.join("admin-token");
+        crate::files::write_atomic(&path, format!("{token}\n").as_bytes())
+            .map_err(|source| BootstrapError::Io { path: path.clone(), source })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        tracing::info!(token_file = %path.display(), "created the administrator 'admin'; its API token is in the token file");
+    }
+    if app.config.examples && app.db.set_once("examples", &crate::db::now_ms().to_string()).await? {
+        load_examples(app).await?;
+    }
+    Ok(())
+}
+
+async fn load_examples(app: &App) -> Result<(), BootstrapError> {
+    let err = |file: &str, e: ApiError| BootstrapError::Example { file: file.into(), message: e.message };
+    let mut meal = None;
+    for (file, bytes) in MODELS {
+        let r = catalogue::import(
+            app,
+            catalogue::ImportRequest {
+                bytes,
+                kind: Kind::Sbml,
+                file,
+                model: None,
+                visibility: "public",
+                owner: SYSTEM,
+            },
+        )
+        .await
+        .map_err(|e| err(file, e))?;
+        let end = if file.starts_with("dallaman") { 420.0 } else { 1000.0 };
+        let params = json!({"start": 0.0, "end": end, "points": 201});
+        runs::insert(
+            app,
+            runs::NewRun {
+                kind: "simulate",
+                model: &r.id,
+                version: &r.version,
+                params: &params,
+                dataset: None,
+                project: None,
+                permit: None,
+                owner: SYSTEM,
+            },
+        )
+        .await?;
+        if file.starts_with("dallaman") {
+            meal = Some(r);
+        }
+        tracing::info!(model = %r_id(&meal, file), "loaded example model {file}");
+    }
+    if let Some(m) = meal {
+        let params = json!({"spec": MEAL_TRIAL, "patients": 100});
+        runs::insert(
+            app,
+            runs::NewRun {
+                kind: "trial",
+                model: &m.id,
+                version: &m.version,
+                params: &params,
+                dataset: None,
+                project: None,
+                permit: None,
+                owner: SYSTEM,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn r_id(meal: &Option<catalogue::Imported>, file: &str) -> String {
+    meal.as_ref().map(|m| m.id.clone()).unwrap_or_else(|| file.to_string())
+}
