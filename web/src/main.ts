@@ -12,6 +12,7 @@ import { trialPage } from "./pages/trial";
 import { twinPage, twinsPage } from "./pages/twins";
 import { governancePage } from "./pages/governance";
 import { importPage, usersPage } from "./pages/admin";
+import { datasetPage, datasetsPage } from "./pages/datasets";
 
 /** A page renders into `main` and may return a cleanup (e.g. to stop polling). */
 type Page = (main: HTMLElement, params: Record<string, string>, query: URLSearchParams, refreshNav: () => void) => void | (() => void);
@@ -28,6 +29,8 @@ const routes: Array<[RegExp, string[], Page]> = [
   [/^\/twins\/([^/]+)$/, ["id"], twinPage],
   [/^\/governance$/, [], governancePage],
   [/^\/import$/, [], importPage],
+  [/^\/datasets$/, [], datasetsPage],
+  [/^\/datasets\/([^/]+)$/, ["id"], datasetPage],
   [/^\/users$/, [], usersPage],
 ];
 
@@ -39,7 +42,7 @@ let cleanup: (() => void) | void;
 function refreshNav(): void {
   const links: Array<[string, string]> = [["#/", "Catalogue"]];
   if (session.me) {
-    links.push(["#/runs", "Runs"], ["#/twins", "Twins"]);
+    links.push(["#/runs", "Runs"], ["#/twins", "Twins"], ["#/datasets", "Datasets"]);
     if (hasRole("modeller")) links.push(["#/import", "Import"]);
     if (hasRole("data_steward")) links.push(["#/governance", "Governance"]);
     if (session.roles.has("admin")) links.push(["#/users", "Users"]);

@@ -11,6 +11,7 @@ interface Permit {
   valid_from?: string;
   valid_until?: string;
   revoked?: boolean | string | null;
+  valid?: boolean;
   granted_by?: string;
 }
 
@@ -35,8 +36,8 @@ export function governancePage(main: HTMLElement): void {
   const today = new Date().toISOString().slice(0, 10);
   const inYear = new Date(Date.now() + 365 * 864e5).toISOString().slice(0, 10);
   const f = {
-    project: h("input", { id: "p-project", required: true }),
-    dataset: h("input", { id: "p-dataset", required: true }),
+    project: h("input", { id: "p-project", required: true, list: "dl-projects" }),
+    dataset: h("input", { id: "p-dataset", required: true, list: "dl-datasets" }),
     purpose: h("input", { id: "p-purpose", required: true, size: 40 }),
     from: h("input", { id: "p-from", type: "date", required: true, value: today }),
     until: h("input", { id: "p-until", type: "date", required: true, value: inYear }),
@@ -79,8 +80,19 @@ export function governancePage(main: HTMLElement): void {
     msg,
   );
 
+  // Suggestions for the permit form: the projects and datasets the steward can see.
+  const dlProjects = h("datalist", { id: "dl-projects" });
+  const dlDatasets = h("datalist", { id: "dl-datasets" });
+  api<unknown>("/api/projects")
+    .then((r) => mount(dlProjects, items<{ id: string; name: string }>(r).map((p) => h("option", { value: p.id }, p.name))))
+    .catch(() => undefined);
+  api<unknown>("/api/datasets")
+    .then((r) => mount(dlDatasets, items<{ id: string; name: string; classification: string }>(r).map((d) => h("option", { value: d.id }, `${d.name} (${d.classification})`))))
+    .catch(() => undefined);
   mount(
     main,
+    dlProjects,
+    dlDatasets,
     h("h1", null, "Governance"),
     section("Data permits", permits, h("h3", null, "Grant a permit"), form),
     section("Audit log", verify, audit),
@@ -92,12 +104,12 @@ export function governancePage(main: HTMLElement): void {
       .catch((e) => mount(permits, errorBox(e)));
   }
   function loadAudit() {
-    api<{ ok: boolean; first_bad_seq?: number | null }>("/api/audit/verify")
+    api<{ ok: boolean; first_bad_seq?: number | null; entries?: number }>("/api/audit/verify")
       .then((v) =>
         mount(
           verify,
           v.ok
-            ? h("p", null, statusBadge("ok"), " The hash chain is intact: no entry was changed or removed.")
+            ? h("p", null, statusBadge("ok"), ` The hash chain is intact${v.entries !== undefined ? ` (${v.entries} entries)` : ""}: no entry was changed or removed.`)
             : h("p", { class: "error" }, `The hash chain is broken at entry ${v.first_bad_seq ?? "?"}: the log was tampered with from there on.`),
         ),
       )
@@ -120,7 +132,9 @@ export function governancePage(main: HTMLElement): void {
         ps.map((p) => {
           const revoked = !!p.revoked;
           const expired = p.valid_until ? Date.parse(p.valid_until) < now : false;
-          const state = revoked ? "revoked" : expired ? "expired" : "valid";
+          const notYet = p.valid_from ? Date.parse(p.valid_from) > now : false;
+          // The server's `valid` is authoritative (its clock); the dates explain why not.
+          const state = revoked ? "revoked" : p.valid === true || (p.valid === undefined && !expired && !notYet) ? "valid" : expired ? "expired" : notYet ? "not yet valid" : "invalid";
           return h(
             "tr",
             null,

@@ -195,7 +195,8 @@ export function runPage(main: HTMLElement, params: Record<string, string>): () =
 }
 
 export function artifactUrl(run: string, name: string): string {
-  return `/api/runs/${encodeURIComponent(run)}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`;
+  // One path segment: a name with a slash is sent as %2F.
+  return `/api/runs/${encodeURIComponent(run)}/artifacts/${encodeURIComponent(name)}`;
 }
 
 function isSvg(a: Artifact) {

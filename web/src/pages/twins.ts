@@ -76,7 +76,7 @@ export function predictionPlot(pred: unknown, title: string): HTMLElement | null
       if (lowerAll[name] && upperAll[name]) bands.push({ name, lower: lowerAll[name], upper: upperAll[name] });
     } else if (v && typeof v === "object") {
       const o = v as Json;
-      const mid = (o.median ?? o.mean ?? o.value ?? o.mid) as number[] | undefined;
+      const mid = (o.fitted ?? o.median ?? o.mean ?? o.value ?? o.mid) as number[] | undefined;
       if (!Array.isArray(mid)) continue;
       series[name] = mid;
       const lo = (o.lower ?? o.lo ?? o.q05 ?? o.low) as number[] | undefined;
@@ -88,31 +88,32 @@ export function predictionPlot(pred: unknown, title: string): HTMLElement | null
   return linePlot({ x: time, series, bands, title });
 }
 
-function paramsTable(ps: unknown): Child {
-  if (!ps) return h("p", { class: "muted" }, "None recorded.");
-  let rows: Array<{ id: string; value: unknown; sd?: unknown; lower?: unknown; upper?: unknown }> = [];
-  if (Array.isArray(ps)) rows = ps as typeof rows;
-  else if (typeof ps === "object")
-    rows = Object.entries(ps as Json).map(([id, v]) => (v && typeof v === "object" ? { id, ...(v as Json) } : { id, value: v })) as typeof rows;
-  const n = (x: unknown) => (typeof x === "number" ? fmtNum(x) : x === undefined || x === null ? "—" : String(x));
+/**
+ * Fitted parameters with their uncertainty: the server stores a log-scale standard
+ * deviation per parameter, so the 90 % range is value · exp(±1.645 sd).
+ */
+function paramsTable(ps: unknown, unc: unknown): Child {
+  if (!ps || typeof ps !== "object") return h("p", { class: "muted" }, "None recorded.");
+  const sds = (unc && typeof unc === "object" ? unc : {}) as Record<string, unknown>;
+  const rows = Array.isArray(ps)
+    ? (ps as Json[]).map((r) => ({ id: String(r.id ?? r.name ?? ""), value: r.value as number }))
+    : Object.entries(ps as Json).map(([id, v]) => ({ id, value: (typeof v === "number" ? v : (v as Json)?.value) as number }));
   return h(
     "table",
     { class: "grid" },
-    h("thead", null, h("tr", null, ["parameter", "value", "sd", "lower", "upper"].map((c) => h("th", { scope: "col" }, c)))),
+    h(
+      "thead",
+      null,
+      h("tr", null, ["parameter", "fitted value", "log-scale sd", "90 % range"].map((c) => h("th", { scope: "col" }, c))),
+    ),
     h(
       "tbody",
       null,
-      rows.map((r) =>
-        h(
-          "tr",
-          null,
-          h("td", { class: "mono" }, String(r.id ?? (r as Json).name ?? "")),
-          h("td", { class: "num" }, n(r.value ?? (r as Json).estimate)),
-          h("td", { class: "num" }, n(r.sd ?? (r as Json).std)),
-          h("td", { class: "num" }, n(r.lower ?? (r as Json).ci_low)),
-          h("td", { class: "num" }, n(r.upper ?? (r as Json).ci_high)),
-        ),
-      ),
+      rows.map((r) => {
+        const sd = typeof sds[r.id] === "number" ? (sds[r.id] as number) : null;
+        const range = sd !== null && typeof r.value === "number" ? `${fmtNum(r.value * Math.exp(-1.645 * sd))} – ${fmtNum(r.value * Math.exp(1.645 * sd))}` : "—";
+        return h("tr", null, h("td", { class: "mono" }, r.id), h("td", { class: "num" }, fmtNum(r.value)), h("td", { class: "num" }, fmtNum(sd)), h("td", { class: "num" }, range));
+      }),
     ),
   );
 }
@@ -122,15 +123,45 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
   mount(main, loading("Loading the twin"));
   api<Json>(`/api/twins/${encodeURIComponent(id)}`)
     .then((t) => {
-      const predBox = h("div", { id: "twin-pred" });
-      const first = predictionPlot(t.predictions ?? t.prediction, "Prediction (line: central estimate; band: uncertainty)");
-      mount(predBox, first ?? h("p", { class: "muted" }, "No stored prediction; run one below."));
-      const end = h("input", { id: "pred-end", type: "number", step: "any", value: "" });
-      const points = h("input", { id: "pred-points", type: "number", min: "2", step: "1", value: "" });
+      const predBox = h("div", { id: "twin-pred", "aria-live": "polite" });
+      const prov = (t.provenance ?? {}) as Json;
+      const defaultEnd = typeof prov.end === "number" ? prov.end : 100;
+      const num = (fid: string, label: string, value: number, attrs: Json = {}) => {
+        const input = h("input", { id: fid, type: "number", step: "any", value: String(value), required: true, ...attrs });
+        return { input, el: h("div", { class: "field" }, h("label", { for: fid }, label), input) };
+      };
+      const end = num("pred-end", "End time", defaultEnd);
+      const points = num("pred-points", "Points", 101, { min: 2, step: 1 });
+      const samples = num("pred-samples", "Samples for the band", 50, { min: 0, max: 500, step: 1 });
+      const seed = num("pred-seed", "Seed", 1, { min: 0, step: 1 });
       const msg = h("div", { "aria-live": "polite" });
       const btn = h("button", { type: "submit", class: "primary" }, "Predict");
       const model = t.model as string | undefined;
       const version = (t.version ?? t.model_version) as string | undefined;
+
+      async function predict(ev?: Event) {
+        ev?.preventDefault();
+        const body = { end: Number(end.input.value), points: Math.round(Number(points.input.value)), samples: Math.round(Number(samples.input.value)), seed: Math.round(Number(seed.input.value)) };
+        btn.disabled = true;
+        mount(predBox, loading("Predicting"));
+        try {
+          const r = await api<Json>(`/api/twins/${encodeURIComponent(id)}/predict`, { body });
+          const band = Array.isArray(r.band) ? `${Math.round(Number(r.band[0]) * 100)}–${Math.round(Number(r.band[1]) * 100)} %` : "";
+          const plot = predictionPlot(r, `Prediction: fitted (line) and ${band || "uncertainty"} band`);
+          mount(
+            predBox,
+            plot ?? h("pre", null, JSON.stringify(r, null, 2)),
+            typeof r.samples === "number" && h("p", { class: "muted" }, `${r.samples} parameter samples (seed ${String(r.seed ?? body.seed)})${r.failed_samples ? `, ${String(r.failed_samples)} failed to simulate` : ""}.`),
+          );
+          mount(msg);
+        } catch (e) {
+          mount(predBox);
+          mount(msg, errorBox(e));
+        } finally {
+          btn.disabled = false;
+        }
+      }
+
       mount(
         main,
         h("p", { class: "crumbs" }, h("a", { href: "#/twins" }, "Twins"), " / ", id),
@@ -139,44 +170,28 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
           ["Patient", (t.patient as string) ?? null],
           ["Model", model ? h("a", { href: `#/models/${encodeURIComponent(model)}` }, model) : null],
           ["Version", version ? h("span", { class: "mono" }, version) : null],
+          ["Project", (t.project as string) ?? null],
           ["Created", fmtTime(t.created as string)],
         ]),
-        section("Predictions with uncertainty bands", predBox),
-        h(
-          "form",
-          {
-            class: "sim",
-            onsubmit: async (ev: Event) => {
-              ev.preventDefault();
-              const body: Json = {};
-              if (end.value) body.end = Number(end.value);
-              if (points.value) body.points = Number(points.value);
-              btn.disabled = true;
-              try {
-                const r = await api<unknown>(`/api/twins/${encodeURIComponent(id)}/predict`, { body });
-                const plot = predictionPlot(r, "Prediction (line: central estimate; band: uncertainty)");
-                mount(predBox, plot ?? h("pre", null, JSON.stringify(r, null, 2)));
-                mount(msg);
-              } catch (e) {
-                mount(msg, errorBox(e));
-              } finally {
-                btn.disabled = false;
-              }
-            },
-          },
+        section(
+          "Predictions with uncertainty bands",
           h(
-            "div",
-            { class: "row" },
-            h("div", { class: "field" }, h("label", { for: "pred-end" }, "End time (optional)"), end),
-            h("div", { class: "field" }, h("label", { for: "pred-points" }, "Points (optional)"), points),
-            h("div", { class: "field buttons" }, btn),
+            "form",
+            { class: "sim", onsubmit: predict },
+            h("div", { class: "row" }, end.el, points.el, samples.el, seed.el, h("div", { class: "field buttons" }, btn)),
+            msg,
+            predBox,
           ),
-          msg,
         ),
-        section("Fitted parameters and uncertainty", paramsTable(t.parameters ?? t.fitted_parameters)),
-        t.uncertainty !== undefined && section("Uncertainty", h("pre", { class: "mono" }, JSON.stringify(t.uncertainty, null, 2))),
-        section("Provenance", t.provenance ? h("pre", { class: "mono" }, JSON.stringify(t.provenance, null, 2)) : h("p", { class: "muted" }, "None recorded.")),
+        section("Fitted parameters and uncertainty", paramsTable(t.parameters ?? t.fitted_parameters, t.uncertainty)),
+        section(
+          "Provenance",
+          t.provenance && Object.keys(prov).length > 0 ? h("pre", { class: "mono" }, JSON.stringify(t.provenance, null, 2)) : h("p", { class: "muted" }, "None recorded."),
+        ),
       );
+      const stored = predictionPlot(t.predictions ?? t.prediction, "Stored prediction");
+      if (stored) mount(predBox, stored);
+      else predict();
     })
     .catch((e) => mount(main, h("h1", null, `Twin ${id}`), errorBox(e)));
 }
