@@ -23,6 +23,8 @@ pub struct Summary {
     pub parameters: Vec<EndpointStats>,
     pub arms: Vec<ArmSummary>,
     pub comparisons: Vec<Comparison>,
+    /// Sobol indices (`[analysis.sobol]`), filled in by the run (they need simulations).
+    pub sensitivity: Vec<crate::sensitivity::Sensitivity>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -74,15 +76,21 @@ pub struct ResponderRate {
 pub struct Comparison {
     pub arm: String,
     pub control: String,
+    /// Within patients (crossover), or between the arms' groups (randomised).
+    pub paired: bool,
     pub endpoints: Vec<Difference>,
 }
 
-/// `arm - control` within patients.
+/// `arm - control`: within patients (paired), or the difference of the
+/// groups' means (unpaired).
 #[derive(Clone, Debug, Serialize)]
 pub struct Difference {
     pub name: String,
-    /// Patients with the endpoint defined in both arms.
+    /// Paired: patients with the endpoint defined in both arms. Unpaired:
+    /// patients of the arm with the endpoint defined.
     pub n: u64,
+    /// Unpaired: patients of the control with the endpoint defined.
+    pub n_control: Option<u64>,
     pub mean: Option<f64>,
     pub sd: Option<f64>,
     pub ci_low: Option<f64>,
@@ -148,6 +156,34 @@ fn bootstrap_ci(d: &[f64], b: usize, confidence: f64, seed: u64, stream: u64) ->
     (Some(quantile(&means, alpha)), Some(quantile(&means, 1.0 - alpha)))
 }
 
+/// Percentile bootstrap interval of `mean(a) - mean(c)`, resampling each group alone.
+fn bootstrap_ci_unpaired(
+    a: &[f64],
+    c: &[f64],
+    b: usize,
+    confidence: f64,
+    seed: u64,
+    stream: u64,
+) -> (Option<f64>, Option<f64>) {
+    if a.len() < 2 || c.len() < 2 || b == 0 {
+        return (None, None);
+    }
+    let mean_of = |x: &[f64], rng: &mut Rng| {
+        let n = x.len() as u64;
+        (0..n).map(|_| x[rng.below(n) as usize]).sum::<f64>() / n as f64
+    };
+    let mut diffs: Vec<f64> = (0..b as u64)
+        .into_par_iter()
+        .map(|k| {
+            let mut rng = Rng::stream(seed, stream, k);
+            mean_of(a, &mut rng) - mean_of(c, &mut rng)
+        })
+        .collect();
+    diffs.sort_by(|x, y| x.total_cmp(y));
+    let alpha = (1.0 - confidence) / 2.0;
+    (Some(quantile(&diffs, alpha)), Some(quantile(&diffs, 1.0 - alpha)))
+}
+
 /// Summarises a trial's table.
 pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary {
     let a = &spec.analysis;
@@ -207,12 +243,51 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
     for r in 0..t.len() {
         by_patient.insert((t.patient[r], t.arm[r]), r);
     }
+    let paired = spec.assignment == crate::spec::Assignment::Crossover;
     let mut comparisons = Vec::new();
     for (ai, arm) in spec.arms.iter().enumerate() {
         if ai == control {
             continue;
         }
         let rows = rows_of(ai);
+        if !paired {
+            let control_rows = rows_of(control);
+            let endpoints = spec
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(e, ep)| {
+                    let values = |rows: &[usize]| -> Vec<f64> {
+                        rows.iter().map(|&r| t.endpoints[e][r]).filter(|v| !v.is_nan()).collect()
+                    };
+                    let (xa, xc) = (values(&rows), values(&control_rows));
+                    let mean = match (mean_sd(&xa).0, mean_sd(&xc).0) {
+                        (Some(ma), Some(mc)) => Some(ma - mc),
+                        _ => None,
+                    };
+                    let stream = (ai as u64) << 32 | e as u64;
+                    let (ci_low, ci_high) = bootstrap_ci_unpaired(&xa, &xc, a.bootstrap, a.confidence, a.seed, stream);
+                    Difference {
+                        name: ep.name.clone(),
+                        n: xa.len() as u64,
+                        n_control: Some(xc.len() as u64),
+                        mean,
+                        sd: None,
+                        ci_low,
+                        ci_high,
+                        confidence: a.confidence,
+                        bootstrap: a.bootstrap,
+                    }
+                })
+                .collect();
+            comparisons.push(Comparison {
+                arm: arm.name.clone(),
+                control: spec.arms[control].name.clone(),
+                paired,
+                endpoints,
+            });
+            continue;
+        }
         let endpoints = spec
             .endpoints
             .iter()
@@ -232,6 +307,7 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
                 Difference {
                     name: ep.name.clone(),
                     n: d.len() as u64,
+                    n_control: None,
                     mean,
                     sd,
                     ci_low,
@@ -241,9 +317,15 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
                 }
             })
             .collect();
-        comparisons.push(Comparison { arm: arm.name.clone(), control: spec.arms[control].name.clone(), endpoints });
+        comparisons.push(Comparison {
+            arm: arm.name.clone(),
+            control: spec.arms[control].name.clone(),
+            paired,
+            endpoints,
+        });
     }
-    let first_arm: Vec<usize> = (0..t.len()).filter(|&r| t.arm[r] == 0).collect();
+    // Each patient once: its first row (every arm's rows hold the same values).
+    let first_arm: Vec<usize> = (0..t.len()).filter(|&r| r == 0 || t.patient[r] != t.patient[r - 1]).collect();
     let parameters = t
         .param_names
         .iter()
@@ -265,5 +347,6 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
         },
         arms,
         comparisons,
+        sensitivity: vec![],
     }
 }

@@ -60,6 +60,21 @@ pub enum TrialError {
     OtherTrial { dir: PathBuf },
     #[error("{path}: {message}")]
     Store { path: PathBuf, message: String },
+    /// A split trial's folder lacks some tasks' result files.
+    #[error("{dir}: {} of the {tasks} task files are missing (tasks {}); run them (vht trial shard --index I --of {tasks}) before collecting", .missing.len(), list(.missing))]
+    MissingShards { dir: PathBuf, tasks: u64, missing: Vec<u64> },
+    /// A task's result file does not belong where it is.
+    #[error("{path}: {problem}")]
+    Shard { path: PathBuf, problem: String },
+}
+
+fn list(v: &[u64]) -> String {
+    let shown: Vec<String> = v.iter().take(10).map(|i| i.to_string()).collect();
+    if v.len() > 10 {
+        format!("{}, …", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 fn suggestions(nearest: &[String]) -> String {

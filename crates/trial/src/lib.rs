@@ -75,5 +75,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod sample;
+pub mod sensitivity;
 pub mod spec;
 pub mod store;

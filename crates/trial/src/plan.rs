@@ -19,7 +19,7 @@ use vht_sim::{Column, Outputs, Simulator};
 
 use crate::error::{nearest, Location, TrialError};
 use crate::sample::PopulationSampler;
-use crate::spec::{EndpointKind, InterventionKind, Spec};
+use crate::spec::{Assignment, EndpointKind, InterventionKind, Spec};
 
 /// A change to a quantity's value at the start of a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +67,8 @@ pub struct ArmPlan {
     pub(crate) reads: Vec<EndpointRead>,
     /// The column plotted in the spaghetti plot (the first endpoint's variable).
     pub plot_col: usize,
+    /// What `trajectories.parquet` holds (`[output] variables`).
+    pub trajectory_columns: Vec<Column>,
 }
 
 /// The plausibility screen: a compiled model without interventions.
@@ -112,6 +114,11 @@ impl Plan {
             let t = r.settable(&p.id, &p.at, "sampled")?;
             targets.push(t);
         }
+        if let Some(c) = &spec.population.covariates {
+            for (id, at) in c.ids.iter().zip(&c.at) {
+                targets.push(r.settable(id, at, "resampled")?);
+            }
+        }
         let grid = grid(spec.simulation.start, spec.simulation.end, spec.simulation.step);
         let mut arms = Vec::new();
         for (ai, arm) in spec.arms.iter().enumerate() {
@@ -141,6 +148,29 @@ impl Plan {
         };
         let sampler = PopulationSampler::new(&spec.population);
         Ok(Plan { spec, targets, arms, screen, sampler, diagnostics, model_hash })
+    }
+
+    /// The arms patient `patient` (its place in the population) goes
+    /// through: every arm in a crossover; under randomisation one, by
+    /// permuted blocks: each block of `sum(ratios)` consecutive patients holds
+    /// every arm exactly its ratio times, in an order drawn from the seed
+    /// and the block. A pure function of the patient, so shards agree.
+    pub fn arms_of(&self, patient: u64) -> Vec<usize> {
+        let arms = &self.spec.arms;
+        if self.spec.assignment == Assignment::Crossover {
+            return (0..arms.len()).collect();
+        }
+        let block: u64 = arms.iter().map(|a| a.ratio as u64).sum::<u64>().max(1);
+        let (b, j) = (patient / block, patient % block);
+        let key = crate::sample::mix(crate::sample::mix(self.spec.population.seed ^ 0x7261_6e64) ^ b);
+        let mut slot = crate::sample::permute(j, block, key);
+        for (a, arm) in arms.iter().enumerate() {
+            if slot < arm.ratio as u64 {
+                return vec![a];
+            }
+            slot -= arm.ratio as u64;
+        }
+        vec![arms.len() - 1]
     }
 
     /// A patient's parameter overrides (spec values, converted to the
@@ -174,6 +204,11 @@ fn grid(start: f64, end: f64, step: f64) -> Vec<f64> {
     (0..=n).map(|k| if k == n { end } else { start + (end - start) * k as f64 / n as f64 }).collect()
 }
 
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
 fn column_for(columns: &mut Vec<Column>, name: &str, expr: Expr) -> usize {
     match columns.iter().position(|c| c.name == name) {
         Some(i) => i,
@@ -197,6 +232,32 @@ impl Resolver<'_> {
             problem: problem.to_string(),
             nearest: nearest(id, self.model.symbols.iter().map(|s| s.name.as_str()).filter(|n| !n.contains('.'))),
         }
+    }
+
+    /// What an endpoint (or a trajectory column) reads: a model id, or an
+    /// expression over model ids parsed with `vht_fit`'s formula parser
+    /// (the one infix grammar of the workspace that yields IR directly).
+    fn quantity(&self, text: &str, expression: bool, at: &Location) -> Result<Expr, TrialError> {
+        if !expression {
+            return self.variable(text, at).map(Expr::Sym);
+        }
+        let mut unknown: Option<String> = None;
+        let mut resolve = |name: &str| match self.model.lookup(name) {
+            Some(s) => Some(Expr::Sym(s)),
+            None => {
+                unknown = Some(name.to_string());
+                None
+            }
+        };
+        vht_fit::parse_formula(text, &mut resolve).map_err(|e| match unknown.take() {
+            Some(id) if e.problem.starts_with("unknown identifier") => {
+                self.unknown(&id, at, &format!("(in '{text}') is not in the model {}", self.model_path.display()))
+            }
+            _ => TrialError::Spec {
+                at: at.clone(),
+                message: format!("cannot parse '{text}' at character {}: {}", e.offset + 1, e.problem),
+            },
+        })
     }
 
     /// Any model variable (for endpoints and constraints).
@@ -367,9 +428,9 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
     let mut times = grid.to_vec();
     let mut reads = Vec::new();
     for (e, ep) in spec.endpoints.iter().enumerate() {
-        let v = r.variable(&ep.variable, &ep.at)?;
-        let scaled = Expr::Num(ep.scale) * Expr::Sym(v);
-        let var_col = column_for(&mut columns, &ep.variable, Expr::Sym(v));
+        let v = r.quantity(&ep.variable, ep.expression, &ep.at)?;
+        let scaled = Expr::Num(ep.scale) * v.clone();
+        let var_col = column_for(&mut columns, &ep.variable, v.clone());
         let col = match ep.kind {
             EndpointKind::Value { time } => {
                 times.push(time);
@@ -387,7 +448,7 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
                 let q = m.add(
                     &format!("trial.auc.{e}"),
                     Role::Internal,
-                    SymbolKind::State { rate: Expr::Sym(v) },
+                    SymbolKind::State { rate: v.clone() },
                     Expr::Num(0.0),
                 );
                 column_for(&mut columns, &format!("trial.auc.{e}"), Expr::Sym(q))
@@ -432,6 +493,21 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
         reads.push(EndpointRead { col, scale: ep.scale, kind: ep.kind });
     }
     sort_dedup(&mut times);
+    let mut trajectory_columns: Vec<Column> = Vec::new();
+    if spec.output.variables.is_empty() {
+        for ep in &spec.endpoints {
+            let expr = r.quantity(&ep.variable, ep.expression, &ep.at)?;
+            column_for(&mut trajectory_columns, &ep.variable, expr);
+        }
+    } else {
+        let at = spec.output.variables_at.clone().unwrap_or_else(|| spec.endpoints[0].at.clone());
+        for v in &spec.output.variables {
+            // An id of the model, else an expression over its ids.
+            let expression = r.model.lookup(v).is_none() && !is_identifier(v);
+            let expr = r.quantity(v, expression, &at)?;
+            column_for(&mut trajectory_columns, v, expr);
+        }
+    }
     let plot_col = spec.endpoints.first().and_then(|e| columns.iter().position(|c| c.name == e.variable)).unwrap_or(0);
     let build_err = |message: String| TrialError::Build { model: spec.model.clone(), arm: name.to_string(), message };
     let sim = Simulator::new(m, &vht_codegen::Options::default()).map_err(|e| build_err(e.to_string()))?;
@@ -444,5 +520,6 @@ fn build_arm(spec: &Spec, r: &Resolver, ai: usize, name: &str, grid: &[f64]) -> 
         initial_changes,
         reads,
         plot_col,
+        trajectory_columns,
     })
 }

@@ -233,6 +233,11 @@ pub fn write(
         "Population: {} patients ({} sampler, seed {}); {} candidates tried, {} accepted, {} failed to simulate.\n",
         p.size, p.sampler, p.seed, p.candidates_tried, p.candidates_accepted, p.candidates_failed
     );
+    if spec.assignment == crate::spec::Assignment::Randomised {
+        let ratios: Vec<String> = spec.arms.iter().map(|a| format!("{} {}", a.name, a.ratio)).collect();
+        let _ =
+            writeln!(md, "Randomised: each patient gets one arm (permuted blocks, ratios {}).\n", ratios.join(" : "));
+    }
     let qs: Vec<String> = spec.analysis.quantiles.iter().map(|q| format!("q{}", num(Some(q * 100.0)))).collect();
     if !summary.parameters.is_empty() {
         let _ = writeln!(md, "| parameter | distribution | mean | sd | {} |", qs.join(" | "));
@@ -246,6 +251,13 @@ pub fn write(
             };
             let q: Vec<String> = e.quantiles.iter().map(|x| num(Some(x.1))).collect();
             let _ = writeln!(md, "| {} | {dist} | {} | {} | {} |", e.name, num(e.mean), num(e.sd), q.join(" | "));
+        }
+        if let Some(c) = &spec.population.covariates {
+            let from = format!("resampled rows of `{}` ({} rows)", c.file.display(), c.rows.len());
+            for e in summary.parameters.iter().skip(spec.population.parameters.len()) {
+                let q: Vec<String> = e.quantiles.iter().map(|x| num(Some(x.1))).collect();
+                let _ = writeln!(md, "| {} | {from} | {} | {} | {} |", e.name, num(e.mean), num(e.sd), q.join(" | "));
+            }
         }
         if spec.population.correlation.is_some() {
             let _ = writeln!(md, "\nCorrelated through a Gaussian copula (see the spec).");
@@ -291,7 +303,15 @@ pub fn write(
         md.push('\n');
     }
     if !summary.comparisons.is_empty() {
-        let _ = writeln!(md, "## Paired differences (arm − control, within patients)\n");
+        if summary.comparisons[0].paired {
+            let _ = writeln!(md, "## Paired differences (arm − control, within patients)\n");
+        } else {
+            let _ = writeln!(
+                md,
+                "## Differences between arms (mean of arm − mean of control; randomised, unpaired)\n\n\
+                 n is the arm's patients with a value; the control's are in summary.json.\n"
+            );
+        }
         let _ = writeln!(
             md,
             "| arm | control | endpoint | n | mean difference | sd | CI |\n|---|---|---|---:|---:|---:|---|"
@@ -313,6 +333,37 @@ pub fn write(
                     d.bootstrap
                 );
             }
+        }
+        md.push('\n');
+    }
+    for sa in &summary.sensitivity {
+        let _ = writeln!(
+            md,
+            "## Sensitivity of `{}` (Sobol indices, arm `{}`)\n\n{} base samples ({} design), {} simulations{}; \
+             inputs independent, from the marginals (no correlation, no plausibility screen); \
+             {}% bootstrap intervals ({} resamples).\n",
+            sa.endpoint,
+            sa.arm,
+            sa.samples,
+            sa.design,
+            sa.simulations,
+            if sa.dropped > 0 { format!(", {} rows dropped (failed or undefined)", sa.dropped) } else { String::new() },
+            num(Some(sa.confidence * 100.0)),
+            sa.bootstrap
+        );
+        let _ = writeln!(md, "| parameter | first order S | CI | total ST | CI |\n|---|---:|---|---:|---|");
+        for x in &sa.indices {
+            let _ = writeln!(
+                md,
+                "| {} | {} | [{}, {}] | {} | [{}, {}] |",
+                x.parameter,
+                num(Some(x.first)),
+                num(Some(x.first_low)),
+                num(Some(x.first_high)),
+                num(Some(x.total)),
+                num(Some(x.total_low)),
+                num(Some(x.total_high))
+            );
         }
         md.push('\n');
     }

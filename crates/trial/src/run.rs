@@ -60,10 +60,10 @@ impl Table {
     pub fn empty(plan: &Plan) -> Table {
         let spec = &plan.spec;
         Table {
-            param_names: spec.population.parameters.iter().map(|p| p.id.clone()).collect(),
+            param_names: spec.population.columns(),
             endpoint_names: spec.endpoints.iter().map(|e| e.name.clone()).collect(),
             arm_names: spec.arms.iter().map(|a| a.name.clone()).collect(),
-            params: vec![Vec::new(); spec.population.parameters.len()],
+            params: vec![Vec::new(); spec.population.columns().len()],
             endpoints: vec![Vec::new(); spec.endpoints.len()],
             ..Table::default()
         }
@@ -147,10 +147,33 @@ fn guarded(f: impl FnOnce() -> Result<Trajectory, vht_sim::SimError>) -> Result<
 
 /// One patient's trajectory in one arm, on the arm's output times.
 pub fn trajectory(plan: &Plan, arm: &ArmPlan, candidate: u64) -> Result<Trajectory, String> {
-    let values = plan.sampler.sample(candidate);
-    let overrides = plan.overrides(&values, Some(arm));
+    trajectory_of(plan, arm, &plan.sampler.sample(candidate))
+}
+
+/// The trajectory of a patient with the given parameter values (spec order).
+pub fn trajectory_of(plan: &Plan, arm: &ArmPlan, values: &[f64]) -> Result<Trajectory, String> {
+    let overrides = plan.overrides(values, Some(arm));
     let tc = time_course(plan, &arm.times);
     guarded(|| vht_sim::simulate(&arm.sim, &tc, &arm.outputs, &overrides))
+}
+
+/// A patient's trajectory of the given outputs (compiled for this arm's
+/// simulator) on the arm's output times.
+pub fn trajectory_with(
+    plan: &Plan,
+    arm: &ArmPlan,
+    values: &[f64],
+    outputs: &vht_sim::Outputs,
+) -> Result<Trajectory, String> {
+    let overrides = plan.overrides(values, Some(arm));
+    let tc = time_course(plan, &arm.times);
+    guarded(|| vht_sim::simulate(&arm.sim, &tc, outputs, &overrides))
+}
+
+/// The endpoints of a patient with the given parameter values (spec order).
+pub fn endpoints_of(plan: &Plan, arm: &ArmPlan, values: &[f64]) -> Result<Vec<f64>, String> {
+    let traj = trajectory_of(plan, arm, values)?;
+    Ok(crate::endpoints::compute(&arm.reads, &traj.times, &traj.values, traj.names.len()))
 }
 
 /// One patient's endpoints in one arm.
@@ -265,13 +288,16 @@ pub fn simulate_patients(
     done: &AtomicU64,
     total: u64,
 ) -> Table {
-    // Per patient: its sampled values, and its endpoints (or failure) per arm.
-    type Patient = (Vec<f64>, Vec<Result<Vec<f64>, String>>);
+    // Per patient: its sampled values, and its endpoints (or failure) in
+    // each arm it goes through (all of them in a crossover, one when randomised).
+    type Patient = (Vec<f64>, Vec<(usize, Result<Vec<f64>, String>)>);
     let per_patient: Vec<Patient> = candidates
         .par_iter()
-        .map(|&c| {
+        .enumerate()
+        .map(|(k, &c)| {
             let params = plan.sampler.sample(c);
-            let results = plan.arms.iter().map(|arm| endpoints(plan, arm, c)).collect();
+            let results =
+                plan.arms_of(first + k as u64).into_iter().map(|a| (a, endpoints(plan, &plan.arms[a], c))).collect();
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(Progress { phase: Phase::Simulating, done: d, total });
             (params, results)
@@ -279,7 +305,7 @@ pub fn simulate_patients(
         .collect();
     let mut table = Table::empty(plan);
     for (k, (params, results)) in per_patient.into_iter().enumerate() {
-        for (a, r) in results.into_iter().enumerate() {
+        for (a, r) in results {
             table.push(first + k as u64, candidates[k], a as u32, &params, r);
         }
     }

@@ -9,7 +9,7 @@
 use crate::spec::{Dist, Population, Sampler};
 
 /// SplitMix64's output function: a good 64-bit mixer.
-fn mix(mut z: u64) -> u64 {
+pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -190,6 +190,8 @@ pub struct PopulationSampler {
     seed: u64,
     /// Latin hypercube block size: each block of this many candidates is one design.
     block: u64,
+    /// Rows of real covariates, resampled whole (shared, it may be large).
+    covariates: Option<std::sync::Arc<Vec<Vec<f64>>>>,
 }
 
 /// How many parameters the Sobol sampler supports (the direction numbers below).
@@ -203,6 +205,7 @@ impl PopulationSampler {
             sampler: p.sampler,
             seed: p.seed,
             block: p.size.max(1),
+            covariates: p.covariates.as_ref().map(|c| std::sync::Arc::new(c.rows.clone())),
         }
     }
 
@@ -225,20 +228,33 @@ impl PopulationSampler {
                     })
                     .collect()
             }
-            Sampler::Sobol => (0..d)
-                .map(|k| {
-                    // A random digital shift per dimension keeps the net's
-                    // stratification and makes the points seed-dependent.
-                    let shift = mix(self.seed ^ (k as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d)) as u32;
-                    let bits = sobol_bits(i, k) ^ shift;
-                    (bits as f64 + 0.5) / 4_294_967_296.0
-                })
-                .collect(),
+            Sampler::Sobol => (0..d).map(|k| sobol_unit(i, k, self.seed)).collect(),
         }
     }
 
-    /// The parameter values of candidate `i`, in spec order.
+    /// Parameter values for a unit point through each marginal alone
+    /// (independent inputs, as Sobol indices need).
+    pub fn independent(&self, u: &[f64]) -> Vec<f64> {
+        u.iter().zip(&self.dists).map(|(&u, d)| d.quantile(u)).collect()
+    }
+
+    /// The parameter values of candidate `i`, in spec order, followed by
+    /// its covariates (one row of the table, drawn from its own stream).
     pub fn sample(&self, i: u64) -> Vec<f64> {
+        let mut values = self.marginals(i);
+        if let (Some(rows), Some(r)) = (&self.covariates, self.covariate_row(i)) {
+            values.extend_from_slice(&rows[r]);
+        }
+        values
+    }
+
+    /// The table row candidate `i` draws (None without covariates).
+    pub fn covariate_row(&self, i: u64) -> Option<usize> {
+        let rows = self.covariates.as_ref()?;
+        Some(Rng::stream(self.seed, i, 0xc0a7).below(rows.len() as u64) as usize)
+    }
+
+    fn marginals(&self, i: u64) -> Vec<f64> {
         let u = self.unit(i);
         match &self.chol {
             None => u.iter().zip(&self.dists).map(|(&u, d)| d.quantile(u)).collect(),
@@ -256,10 +272,20 @@ impl PopulationSampler {
     }
 }
 
+/// Coordinate `k` of point `i` of the Sobol sequence with a random digital
+/// shift drawn from `seed`, in (0, 1). The shift keeps the net's
+/// stratification and makes the points seed-dependent. `k` must be below
+/// [`SOBOL_MAX_DIMS`].
+pub fn sobol_unit(i: u64, k: usize, seed: u64) -> f64 {
+    let shift = mix(seed ^ (k as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d)) as u32;
+    let bits = sobol_bits(i, k) ^ shift;
+    (bits as f64 + 0.5) / 4_294_967_296.0
+}
+
 /// A keyed bijection of `[0, n)`: a balanced Feistel network on the
 /// smallest even-bit power of two above `n`, with cycle walking. Each Latin
 /// hypercube stratum is then used once per block without storing a permutation.
-fn permute(x: u64, n: u64, key: u64) -> u64 {
+pub fn permute(x: u64, n: u64, key: u64) -> u64 {
     if n <= 1 {
         return 0;
     }

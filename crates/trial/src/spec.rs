@@ -29,8 +29,34 @@ pub struct Spec {
     pub simulation: Simulation,
     pub population: Population,
     pub arms: Vec<Arm>,
+    /// How patients meet the arms.
+    pub assignment: Assignment,
     pub endpoints: Vec<Endpoint>,
     pub analysis: Analysis,
+    pub output: Output,
+}
+
+/// How patients are assigned to arms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assignment {
+    /// Every patient goes through every arm; arms are compared within patients.
+    Crossover,
+    /// Each patient gets one arm, by permuted-block randomisation with the
+    /// arms' ratios (seeded); arms are compared between groups.
+    Randomised,
+}
+
+/// Extra outputs of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// Write `trajectories.parquet` (patient, arm, time, variables).
+    pub trajectories: bool,
+    /// The first this many patients get their trajectories written.
+    pub patients: u64,
+    /// What the trajectory file holds: model ids or expressions (default:
+    /// every endpoint's variable or expression).
+    pub variables: Vec<String>,
+    pub variables_at: Option<Location>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +91,34 @@ pub struct Population {
     pub correlation: Option<Vec<Vec<f64>>>,
     pub correlation_at: Option<Location>,
     pub constraints: Vec<Constraint>,
+    /// Covariates resampled from a table of real patients.
+    pub covariates: Option<Covariates>,
+}
+
+impl Population {
+    /// The ids a patient's values are for, in order: the sampled
+    /// parameters, then the covariates.
+    pub fn columns(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.parameters.iter().map(|p| p.id.clone()).collect();
+        if let Some(c) = &self.covariates {
+            v.extend(c.ids.iter().cloned());
+        }
+        v
+    }
+}
+
+/// Covariates drawn together from the rows of a CSV table (a bootstrap of
+/// whole rows, so their joint distribution is kept): candidate `i` gets
+/// row `r(seed, i)`, uniformly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Covariates {
+    pub file: PathBuf,
+    /// Model ids set by the covariates (each a column of the table).
+    pub ids: Vec<String>,
+    /// Where each id is named in the spec.
+    pub at: Vec<Location>,
+    /// `rows[r][k]`: row `r`'s value of `ids[k]`.
+    pub rows: Vec<Vec<f64>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +180,8 @@ impl Constraint {
 pub struct Arm {
     pub name: String,
     pub interventions: Vec<Intervention>,
+    /// Allocation ratio under randomisation (1 unless given).
+    pub ratio: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,7 +208,10 @@ pub enum InterventionKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Endpoint {
     pub name: String,
+    /// A model id, or the text of an expression over model ids.
     pub variable: String,
+    /// `variable` is an expression (`expression = "..."` in the spec).
+    pub expression: bool,
     pub at: Location,
     /// Multiplies the variable (unit conversion) before anything is computed.
     pub scale: f64,
@@ -208,6 +267,21 @@ pub struct Analysis {
     /// Index of the control arm in [`Spec::arms`].
     pub control: usize,
     pub responders: Vec<Responder>,
+    /// Sobol indices of endpoints with respect to the population parameters.
+    pub sobol: Option<Sobol>,
+}
+
+/// Global sensitivity analysis (Saltelli sampling; see [`crate::sensitivity`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sobol {
+    /// Indices into [`Spec::endpoints`].
+    pub endpoints: Vec<usize>,
+    /// Index of the arm simulated.
+    pub arm: usize,
+    /// Base samples `n`: the design costs `n (d + 2)` simulations.
+    pub samples: usize,
+    pub bootstrap: usize,
+    pub seed: u64,
 }
 
 /// A patient responds when endpoint `endpoint` is above (or below) `threshold`.
@@ -238,10 +312,27 @@ struct Raw {
     model: S<String>,
     simulation: S<RawSimulation>,
     population: S<RawPopulation>,
+    assignment: Option<S<String>>,
     arms: S<Vec<S<RawArm>>>,
     endpoints: S<Vec<S<RawEndpoint>>>,
     #[serde(default)]
     analysis: Option<S<RawAnalysis>>,
+    output: Option<S<RawOutput>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    trajectories: Option<bool>,
+    patients: Option<S<u64>>,
+    variables: Option<S<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCovariates {
+    file: S<String>,
+    ids: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +358,7 @@ struct RawPopulation {
     correlation: Option<S<RawCorrelation>>,
     #[serde(default)]
     constraints: Vec<S<RawConstraint>>,
+    covariates: Option<S<RawCovariates>>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +395,7 @@ struct RawConstraint {
 #[serde(deny_unknown_fields)]
 struct RawArm {
     name: S<String>,
+    ratio: Option<S<u64>>,
     #[serde(default)]
     interventions: Vec<S<RawIntervention>>,
 }
@@ -327,7 +420,8 @@ struct RawIntervention {
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     name: S<String>,
-    variable: S<String>,
+    variable: Option<S<String>>,
+    expression: Option<S<String>>,
     kind: S<String>,
     scale: Option<S<f64>>,
     time: Option<S<f64>>,
@@ -349,6 +443,17 @@ struct RawAnalysis {
     control: Option<S<String>>,
     #[serde(default)]
     responders: Vec<S<RawResponder>>,
+    sobol: Option<S<RawSobol>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSobol {
+    endpoints: Option<Vec<S<String>>>,
+    arm: Option<S<String>>,
+    samples: Option<S<u64>>,
+    bootstrap: Option<S<u64>>,
+    seed: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -465,7 +570,10 @@ impl Spec {
             Ok(x)
         };
 
-        let population = parse_population(&ctx, &raw.population, &in_run)?;
+        let mut population = parse_population(&ctx, &raw.population, &in_run)?;
+        if let Some(c) = &raw.population.get_ref().covariates {
+            population.covariates = Some(parse_covariates(&ctx, c, path, &population.parameters)?);
+        }
 
         let mut arms = Vec::new();
         if raw.arms.get_ref().is_empty() {
@@ -498,7 +606,36 @@ impl Spec {
                     &in_run,
                 )?);
             }
-            arms.push(Arm { name, interventions });
+            let ratio = match &a.ratio {
+                None => 1,
+                Some(r) if *r.get_ref() == 0 || *r.get_ref() > 1000 => {
+                    return Err(ctx.err(r.span(), &format!("arms[{i}].ratio"), "must be a whole number from 1 to 1000"))
+                }
+                Some(r) => *r.get_ref() as u32,
+            };
+            arms.push(Arm { name, interventions, ratio });
+        }
+        let assignment = match raw.assignment.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            None | Some(("crossover", _)) => Assignment::Crossover,
+            Some(("randomised" | "randomized", _)) => Assignment::Randomised,
+            Some((other, span)) => {
+                return Err(ctx.err(
+                    span,
+                    "assignment",
+                    format!("unknown assignment '{other}' (expected \"crossover\" or \"randomised\")"),
+                ))
+            }
+        };
+        if assignment == Assignment::Crossover {
+            if let Some((i, r)) =
+                raw.arms.get_ref().iter().enumerate().find_map(|(i, a)| Some((i, a.get_ref().ratio.as_ref()?)))
+            {
+                return Err(ctx.err(
+                    r.span(),
+                    &format!("arms[{i}].ratio"),
+                    "an allocation ratio needs assignment = \"randomised\" (in a crossover every patient gets every arm)",
+                ));
+            }
         }
 
         let mut endpoints = Vec::new();
@@ -510,7 +647,7 @@ impl Spec {
             let reserved = ["patient", "candidate", "arm", "status", "reason"];
             if reserved.contains(&e.name.as_str())
                 || endpoints.iter().any(|x: &Endpoint| x.name == e.name)
-                || population.parameters.iter().any(|p| p.id == e.name)
+                || population.columns().contains(&e.name)
             {
                 return Err(ctx.err(
                     ep.get_ref().name.span(),
@@ -522,6 +659,28 @@ impl Spec {
         }
 
         let analysis = parse_analysis(&ctx, raw.analysis.as_ref(), &arms, &endpoints, population.seed)?;
+        let output = match &raw.output {
+            None => Output { trajectories: false, patients: 100, variables: vec![], variables_at: None },
+            Some(o) => {
+                let o = o.get_ref();
+                let patients = match &o.patients {
+                    None => 100,
+                    Some(n) if *n.get_ref() == 0 || *n.get_ref() > 100_000 => {
+                        return Err(ctx.err(
+                            n.span(),
+                            "output.patients",
+                            "must be from 1 to 100000 (trajectories are a sample, not the whole trial)",
+                        ))
+                    }
+                    Some(n) => *n.get_ref(),
+                };
+                let (variables, variables_at) = match &o.variables {
+                    None => (vec![], None),
+                    Some(v) => (v.get_ref().clone(), Some(ctx.loc(v.span(), "output.variables"))),
+                };
+                Output { trajectories: o.trajectories.unwrap_or(false), patients, variables, variables_at }
+            }
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
         Ok(Spec {
             path: path.to_path_buf(),
@@ -533,8 +692,10 @@ impl Spec {
             simulation,
             population,
             arms,
+            assignment,
             endpoints,
             analysis,
+            output,
         })
     }
 }
@@ -721,6 +882,7 @@ fn parse_population(ctx: &Ctx, raw: &S<RawPopulation>, in_run: &InRun) -> Result
         correlation,
         correlation_at,
         constraints,
+        covariates: None,
     })
 }
 
@@ -1042,13 +1204,18 @@ fn parse_endpoint(
     if scale == 0.0 {
         return Err(ctx.err(span, &format!("{field}.scale"), "must not be 0"));
     }
-    Ok(Endpoint {
-        name,
-        variable: r.variable.get_ref().clone(),
-        at: ctx.loc(r.variable.span(), &format!("{field}.variable")),
-        scale,
-        kind,
-    })
+    let (variable, expression, at) = match (&r.variable, &r.expression) {
+        (Some(v), None) => (v.get_ref().clone(), false, ctx.loc(v.span(), &format!("{field}.variable"))),
+        (None, Some(e)) => (e.get_ref().clone(), true, ctx.loc(e.span(), &format!("{field}.expression"))),
+        _ => {
+            return Err(ctx.err(
+                span,
+                &format!("{field}.variable"),
+                "an endpoint needs either variable (a model id) or expression (a formula over model ids)",
+            ))
+        }
+    };
+    Ok(Endpoint { name, variable, expression, at, scale, kind })
 }
 
 fn parse_analysis(
@@ -1110,7 +1277,12 @@ fn parse_analysis(
         };
         responders.push(Responder { endpoint, threshold, above });
     }
+    let sobol = match &a.sobol {
+        None => None,
+        Some(sb) => Some(parse_sobol(ctx, sb, arms, endpoints, control, a.seed.unwrap_or(population_seed))?),
+    };
     Ok(Analysis {
+        sobol,
         quantiles,
         bootstrap: a.bootstrap.as_ref().map_or(1000, |b| *b.get_ref() as usize),
         confidence,
@@ -1118,4 +1290,140 @@ fn parse_analysis(
         control,
         responders,
     })
+}
+
+fn parse_sobol(
+    ctx: &Ctx,
+    raw: &S<RawSobol>,
+    arms: &[Arm],
+    endpoints: &[Endpoint],
+    control: usize,
+    seed: u64,
+) -> Result<Sobol, TrialError> {
+    let r = raw.get_ref();
+    let field = "analysis.sobol";
+    let chosen = match &r.endpoints {
+        None => (0..endpoints.len()).collect(),
+        Some(names) => {
+            let mut v = Vec::new();
+            for (k, n) in names.iter().enumerate() {
+                match endpoints.iter().position(|e| &e.name == n.get_ref()) {
+                    Some(i) => v.push(i),
+                    None => {
+                        return Err(TrialError::UnknownId {
+                            at: ctx.loc(n.span(), &format!("{field}.endpoints[{k}]")),
+                            id: n.get_ref().clone(),
+                            problem: "is not an endpoint".into(),
+                            nearest: crate::error::nearest(n.get_ref(), endpoints.iter().map(|e| e.name.as_str())),
+                        })
+                    }
+                }
+            }
+            v
+        }
+    };
+    let arm = match &r.arm {
+        None => control,
+        Some(name) => match arms.iter().position(|a| &a.name == name.get_ref()) {
+            Some(i) => i,
+            None => {
+                return Err(TrialError::UnknownId {
+                    at: ctx.loc(name.span(), &format!("{field}.arm")),
+                    id: name.get_ref().clone(),
+                    problem: "is not an arm".into(),
+                    nearest: crate::error::nearest(name.get_ref(), arms.iter().map(|a| a.name.as_str())),
+                })
+            }
+        },
+    };
+    let samples = match &r.samples {
+        None => 1024,
+        Some(n) if *n.get_ref() < 16 || *n.get_ref() > 1 << 24 => {
+            return Err(ctx.err(n.span(), &format!("{field}.samples"), "must be between 16 and 2^24"))
+        }
+        Some(n) => *n.get_ref() as usize,
+    };
+    Ok(Sobol {
+        endpoints: chosen,
+        arm,
+        samples,
+        bootstrap: r.bootstrap.as_ref().map_or(500, |b| *b.get_ref() as usize),
+        seed: r.seed.unwrap_or(seed),
+    })
+}
+
+/// Reads the covariate table: a CSV file with a header row of model ids and
+/// one row of numbers per real patient.
+fn parse_covariates(
+    ctx: &Ctx,
+    raw: &S<RawCovariates>,
+    spec_path: &Path,
+    parameters: &[Parameter],
+) -> Result<Covariates, TrialError> {
+    let r = raw.get_ref();
+    let field = "population.covariates";
+    let file = spec_path.parent().unwrap_or(Path::new(".")).join(r.file.get_ref());
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        ctx.err(r.file.span(), &format!("{field}.file"), format!("cannot read {}: {e}", file.display()))
+    })?;
+    let table_err = |line: usize, message: String| TrialError::Spec {
+        at: Location { file: file.clone(), line, field: format!("{field} (from {})", spec_path.display()) },
+        message,
+    };
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let Some((_, header)) = lines.next() else {
+        return Err(table_err(1, "the table is empty (expected a header row of model ids)".into()));
+    };
+    let columns: Vec<String> = header.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+    let (ids, at): (Vec<String>, Vec<Location>) = match &r.ids {
+        None => (columns.clone(), columns.iter().map(|_| ctx.loc(r.file.span(), &format!("{field}.file"))).collect()),
+        Some(ids) => ids
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.get_ref().clone(), ctx.loc(id.span(), &format!("{field}.ids[{k}]"))))
+            .unzip(),
+    };
+    let mut index = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let Some(c) = columns.iter().position(|c| c == id) else {
+            return Err(TrialError::UnknownId {
+                at: at[k].clone(),
+                id: id.clone(),
+                problem: format!("is not a column of {}", file.display()),
+                nearest: crate::error::nearest(id, columns.iter().map(String::as_str)),
+            });
+        };
+        if parameters.iter().any(|p| &p.id == id) || ids[..k].contains(id) {
+            return Err(ctx.err(
+                raw.span(),
+                &format!("{field}.ids"),
+                format!("'{id}' is set twice (by a covariate and a sampled parameter, or twice as a covariate)"),
+            ));
+        }
+        index.push(c);
+    }
+    let mut rows = Vec::new();
+    for (ln, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != columns.len() {
+            return Err(table_err(ln + 1, format!("{} cells where the header has {}", cells.len(), columns.len())));
+        }
+        let mut row = Vec::with_capacity(index.len());
+        for (k, &c) in index.iter().enumerate() {
+            match cells[c].trim_matches('"').parse::<f64>() {
+                Ok(v) if v.is_finite() => row.push(v),
+                _ => {
+                    return Err(table_err(
+                        ln + 1,
+                        format!("column '{}': '{}' is not a finite number", ids[k], cells[c]),
+                    ))
+                }
+            }
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(table_err(1, "the table has a header but no rows".into()));
+    }
+    Ok(Covariates { file, ids, at, rows })
 }
