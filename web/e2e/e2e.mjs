@@ -23,6 +23,9 @@ const EXPECTED = [/repressilator/i, /dalla ?man/i];
 const MODEL = /repressilator/i;
 const PARAM = process.env.E2E_PARAM ?? "KM";
 const TIMEOUT = 30_000;
+// The first administrator's token (vht serve writes it to DATA_DIR/admin-token on first
+// start): with it, the signed-in steps run too (runs with live status, trial report).
+const TOKEN_FILE = process.env.E2E_TOKEN_FILE;
 
 let passed = 0;
 let failed = 0;
@@ -61,6 +64,53 @@ async function tableValues(page) {
     const rows = [...t.querySelectorAll("tbody tr")].map((tr) => [...tr.querySelectorAll("td")].map((td) => Number(td.textContent)));
     return { cols, rows };
   });
+}
+
+/** Sign in, submit a run and watch it finish without reloading, open the example trial's report. */
+async function signedIn(page, token, modelId) {
+  // 6. Sign in with the token: the menus for a signed-in administrator appear.
+  await page.goto(`${base}/#/login`);
+  await page.fill("#token", token);
+  await page.press("#token", "Enter");
+  await page.waitForSelector("text=Signed in as");
+  const nav = await page.$$eval("#nav a", (as) => as.map((a) => a.textContent));
+  for (const item of ["Runs", "Governance", "Users"]) check(nav.includes(item), `an administrator's menu has ${item}`, nav);
+
+  // 7. Submit a simulation run; its page follows the status by polling until it succeeds.
+  await page.goto(`${base}/#/runs/new?kind=simulate&model=${encodeURIComponent(modelId)}`);
+  await page.fill("#run-params", JSON.stringify({ start: 0, end: 50, points: 51 }));
+  await page.click("form button[type=submit]");
+  await page.waitForFunction(() => /^#\/runs\/[^/]+$/.test(location.hash) && !location.hash.endsWith("/new"));
+  await page.waitForFunction(() => /succeeded|failed|cancelled/.test(document.querySelector("#run-status")?.textContent ?? ""), null, { timeout: 120_000 });
+  const st = await page.textContent("#run-status");
+  check(st?.includes("succeeded"), "the submitted run reaches succeeded on its page without a reload", st);
+  const svg = await page.waitForFunction(() => [...document.querySelectorAll(".artifact-svg img")].some((i) => i.complete && i.naturalWidth > 0), null, { timeout: 20_000 }).then(() => true, () => false);
+  check(svg, "the run's SVG plot is shown inline");
+
+  // 8. The runs list shows the example runs with their status.
+  await page.goto(`${base}/#/runs`);
+  await page.waitForSelector("table.runs tbody tr");
+  const kinds = await page.$$eval("table.runs tbody tr td:nth-child(2)", (tds) => tds.map((t) => t.textContent));
+  check(kinds.includes("trial") && kinds.includes("simulate"), "the runs list shows the example trial and simulation runs", kinds);
+  // The example trial runs in the server's worker: wait for it (the list refreshes itself).
+  const trialDone = await page
+    .waitForFunction(() => [...document.querySelectorAll("table.runs tbody tr")].some((tr) => tr.children[1]?.textContent === "trial" && tr.textContent?.includes("succeeded")), null, { timeout: 180_000 })
+    .then(() => true, () => false);
+  check(trialDone, "the example trial run succeeds (seen in the self-refreshing list)");
+  await page.screenshot({ path: path.join(out, "runs.png") });
+  if (!trialDone) return;
+
+  // 9. The trial report: a per-arm table and the plots.
+  const trialRun = await page.$$eval("table.runs tbody tr", (trs) => trs.find((tr) => tr.children[1]?.textContent === "trial" && tr.textContent?.includes("succeeded"))?.getAttribute("data-run"));
+  await page.goto(`${base}/#/trials/${encodeURIComponent(trialRun)}`);
+  await page.waitForSelector("table.trial-arms tbody tr");
+  const arms = await page.$$eval("table.trial-arms tbody th", (ths) => ths.map((t) => t.textContent));
+  check(arms.length >= 2, "the trial report has a row per arm", arms);
+  const plots = await page
+    .waitForFunction(() => [...document.querySelectorAll(".plots img")].filter((i) => i.complete && i.naturalWidth > 0).length >= 2, null, { timeout: 20_000 })
+    .then(() => true, () => false);
+  check(plots, "the trial report shows its SVG plots");
+  await page.screenshot({ path: path.join(out, "trial.png"), fullPage: true });
 }
 
 async function main() {
@@ -164,6 +214,9 @@ async function main() {
     await fig2.scrollIntoViewIfNeeded();
     await page.evaluate(() => document.querySelector("#sim")?.closest("section")?.scrollIntoView());
     await page.screenshot({ path: path.join(out, "simulation.png") });
+
+    if (TOKEN_FILE) await signedIn(page, fs.readFileSync(TOKEN_FILE, "utf8").trim(), target.id);
+    else console.log("(E2E_TOKEN_FILE not set: the signed-in steps are not run)");
 
     check(pageErrors.length === 0, "no script errors in the page", pageErrors);
     check(foreign.length === 0, "no request left the server (no CDN, no external fonts)", foreign);

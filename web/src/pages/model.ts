@@ -109,7 +109,7 @@ function render(main: HTMLElement, m: ModelDetail): void {
     api<Variables>(`/api/models/${encodeURIComponent(m.id)}/versions/${encodeURIComponent(version)}/variables`)
       .then((vars) => {
         mount(varsBox, variablesTables(vars));
-        mount(simBox, simulator(m.id, version, vars));
+        mount(simBox, simulator(m.id, m.name || m.id, version, vars));
       })
       .catch((e) => {
         mount(simBox, errorBox(e));
@@ -211,7 +211,7 @@ function variablesTables(v: Variables): HTMLElement {
 }
 
 /** The interactive simulation: a form of settings and values, Run, and the plot. */
-function simulator(model: string, version: string, vars: Variables): HTMLElement {
+function simulator(model: string, title: string, version: string, vars: Variables): HTMLElement {
   const num = (id: string, label: string, value: number, attrs: Record<string, unknown> = {}) => {
     const input = h("input", { id, name: id, type: "number", step: "any", value: String(value), required: true, ...attrs });
     return { input, el: h("div", { class: "field" }, h("label", { for: id }, label), input) };
@@ -291,7 +291,7 @@ function simulator(model: string, version: string, vars: Variables): HTMLElement
       const ms = performance.now() - t0;
       const changed = Object.keys(set);
       status.textContent = `${res.time.length} points, ${Object.keys(res.series).length} series in ${ms.toFixed(0)} ms${changed.length ? `; changed: ${changed.map((k) => `${k} = ${set[k]}`).join(", ")}` : ""}.`;
-      const plot = linePlot({ x: res.time, series: res.series, title: `${model}: time course`, xLabel: "time", width: Math.max(400, (out.clientWidth || 800) - 16) });
+      const plot = linePlot({ x: res.time, series: res.series, title: `${title}: time course`, xLabel: "time", width: Math.max(400, (out.clientWidth || 800) - 16) });
       mount(out, plot, h("details", null, h("summary", null, "Data table"), dataTable(res.time, res.series)));
     } catch (e) {
       status.textContent = "";
