@@ -63,7 +63,8 @@ impl Db {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Servers and workers starting together take turns.
-            sqlx::query("SELECT pg_advisory_lock(7352001)").execute(&mut *conn).await?;
+            // A DO block returns no rows (the lock function returns `void`, which the Any driver cannot decode).
+            sqlx::raw_sql("DO $$ BEGIN PERFORM pg_advisory_lock(7352001); END $$").execute(&mut *conn).await?;
         }
         let result = async {
             sqlx::raw_sql(
@@ -96,7 +97,7 @@ impl Db {
         }
         .await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7352001)").execute(&mut *conn).await?;
+            sqlx::raw_sql("DO $$ BEGIN PERFORM pg_advisory_unlock(7352001); END $$").execute(&mut *conn).await?;
         }
         result
     }
