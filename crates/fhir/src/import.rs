@@ -67,7 +67,7 @@ pub struct MeasurementRow {
 }
 
 /// A covariate as used (or only recorded).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Covariate {
     pub loinc: String,
     pub parameter: Option<String>,

@@ -146,6 +146,8 @@ pub struct MapFile {
     pub path: PathBuf,
     pub text: String,
     pub map: Map,
+    /// A model to use instead of the map's (e.g. `vht twin create --model`).
+    pub model_override: Option<PathBuf>,
 }
 
 impl MapFile {
@@ -160,12 +162,15 @@ impl MapFile {
             line: e.span().map_or(0, |s| line_of(&text, s.start)),
             problem: e.message().to_string(),
         })?;
-        let mf = MapFile { path: path.to_path_buf(), text, map };
+        let mf = MapFile { path: path.to_path_buf(), text, map, model_override: None };
         mf.check()?;
         Ok(mf)
     }
 
     pub fn model_path(&self) -> PathBuf {
+        if let Some(m) = &self.model_override {
+            return m.clone();
+        }
         self.path.parent().unwrap_or(Path::new(".")).join(self.map.model.get_ref())
     }
 

@@ -57,9 +57,10 @@ pub struct SynthConfig {
 
 impl SynthConfig {
     /// Patient 001: an overweight, insulin-resistant adult; a 75 g glucose
-    /// drink at 08:00 (fitted) and a 60 g one at 13:00 (held back).
+    /// drink at 08:00 right after the fasting sample (fitted) and a 60 g one
+    /// at 13:00 (held back).
     pub fn patient_001(model: PathBuf) -> SynthConfig {
-        let start = DateTime::parse_from_rfc3339("2026-03-02T07:50:00+01:00").expect("a valid constant date");
+        let start = DateTime::parse_from_rfc3339("2026-03-02T08:00:00+01:00").expect("a valid constant date");
         SynthConfig {
             seed: 1,
             model,
@@ -70,15 +71,15 @@ impl SynthConfig {
                 .collect(),
             body_weight_kg: 92.0,
             hba1c_percent: 6.1,
-            meals: vec![(10.0, 75.0, false), (310.0, 60.0, true)],
-            glucose: [0.0, 20.0, 30.0, 40.0, 55.0, 70.0, 90.0, 120.0, 150.0, 180.0, 240.0, 300.0]
+            meals: vec![(0.0, 75.0, false), (300.0, 60.0, true)],
+            glucose: [0.0, 10.0, 20.0, 30.0, 45.0, 60.0, 75.0, 90.0, 120.0, 150.0, 180.0, 240.0]
                 .iter()
-                .chain(&[320.0, 340.0, 370.0, 400.0, 430.0, 490.0])
+                .chain(&[310.0, 330.0, 360.0, 390.0, 420.0, 480.0])
                 .enumerate()
                 .map(|(i, &t)| (t, i % 3 == 2))
                 .collect(),
-            insulin: vec![0.0, 30.0, 55.0, 90.0, 120.0, 180.0, 240.0, 340.0, 400.0, 490.0],
-            held_back_from: 305.0,
+            insulin: vec![0.0, 20.0, 45.0, 75.0, 120.0, 180.0, 240.0, 330.0, 390.0, 480.0],
+            held_back_from: 295.0,
             glucose_noise: (2.0, 0.03),
             insulin_noise: (5.0, 0.08),
         }
@@ -198,7 +199,7 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic, FhirError> {
         truth.push(("glucose".to_string(), t, g));
         let y = g + (cfg.glucose_noise.0 + cfg.glucose_noise.1 * g) * normal(&mut rng);
         let id = uuid(&mut rng);
-        let note = (t == 40.0).then_some("Henrietta said she felt dizzy; call back on +44 20 7946 0321");
+        let note = (t == 45.0).then_some("Henrietta said she felt dizzy; call back on +44 20 7946 0321");
         let r = if mmol {
             let v = round(y / GLUCOSE_MOLAR_MASS * 10.0, 1);
             observation(

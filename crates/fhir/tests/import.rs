@@ -62,11 +62,11 @@ fn import_writes_a_petab_problem_without_identifiers() {
     let out = dir.join("petab");
     let (imported, written) = vht_fhir::import(&bundle, &map(), b"test key", &out).unwrap();
 
-    // Before the held-back lunch: 11 glucose and 7 insulin samples, one drink at 10 min.
+    // Before the held-back lunch: 12 glucose and 7 insulin samples, one drink at 10 min.
     let n = |o: &str| imported.measurements.iter().filter(|m| m.observable == o).count();
     assert_eq!((n("glucose"), n("insulin")), (12, 7));
     assert_eq!(imported.doses.len(), 1);
-    assert_eq!((imported.doses[0].time, imported.doses[0].amount), (10.0, 75000.0));
+    assert_eq!((imported.doses[0].time, imported.doses[0].amount), (0.0, 75000.0));
     let bw = imported.covariates.iter().find(|c| c.loinc == "29463-7").unwrap();
     assert!((bw.value - 92.0).abs() < 0.05, "body weight {} kg from pounds", bw.value);
     let a1c = imported.covariates.iter().find(|c| c.loinc == "4548-4").unwrap();
@@ -152,6 +152,9 @@ fn bad_input_is_named() {
             r#"{{"resourceType":"Observation","id":"o1","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"{code}"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2026-01-01T08:00:00Z","valueQuantity":{{"value":5,"system":"http://unitsofmeasure.org","code":"{unit}"}}}}"#
         )
     };
+    let mut map = map();
+    map.map.time_origin = vht_fhir::map::TimeOrigin::FirstObservation;
+    let map = || map.clone();
     // A line that is not JSON: file and line.
     let f = dir.join("a.ndjson");
     std::fs::write(&f, format!("{p}\n{{oops\n")).unwrap();
