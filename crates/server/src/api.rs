@@ -851,7 +851,8 @@ async fn dataset_rows(State(app): AppState, caller: Caller, Path(id): Path<Strin
 #[derive(Deserialize)]
 struct AggregateQuery {
     group_by: Option<String>,
-    measure: String,
+    // Optional here so a call without a token gets 401, not a query error.
+    measure: Option<String>,
     project: Option<String>,
 }
 
@@ -864,10 +865,14 @@ async fn dataset_aggregate(
     let user = caller.user()?;
     let d =
         governance::dataset(&app, &id).await?.ok_or_else(|| ApiError::not_found(format_args!("data set '{id}'")))?;
+    let measure = q.measure.ok_or_else(|| ApiError::bad_request("?measure=COLUMN is required"))?;
+    if !d.columns.contains(&measure) {
+        return Err(ApiError::unprocessable(format!("data set '{id}' has no column '{measure}'")));
+    }
     let permit = governance::authorise(&app, user, &d, q.project.as_deref(), "dataset.aggregate").await?;
     let rows = governance::rows(&app, &id).await?;
     let mut out =
-        governance::aggregate(&d.columns, &rows, q.group_by.as_deref(), &q.measure).map_err(ApiError::unprocessable)?;
+        governance::aggregate(&d.columns, &rows, q.group_by.as_deref(), &measure).map_err(ApiError::unprocessable)?;
     out["dataset"] = json!(id);
     out["permit"] = json!(permit);
     ok(out)
