@@ -72,7 +72,12 @@ export function linePlot(spec: PlotSpec): HTMLElement {
     ],
     legend: { live: true },
   };
-  new uPlot(opts, data as uPlot.AlignedData, wrap);
+  const u = new uPlot(opts, data as uPlot.AlignedData, wrap);
+  // Band edges are series only so that uPlot can fill between them: keep them out of the legend.
+  const legendRows = u.root.querySelectorAll<HTMLElement>(".u-legend .u-series");
+  series.forEach((s, i) => {
+    if (i > 0 && s.width === 0 && legendRows[i]) legendRows[i].style.display = "none";
+  });
   wrap.appendChild(h("figcaption", { class: "sr-only" }, `${spec.title}: ${names.length} series over ${spec.x.length} points`));
   return wrap;
 }

@@ -70,7 +70,8 @@ export function datasetPage(main: HTMLElement, params: Record<string, string>): 
     .then((d) => {
       const cols = d.columns ?? [];
       const groupBy = h("select", { id: "agg-group" }, h("option", { value: "" }, "(no grouping)"), cols.map((c) => h("option", { value: c }, c)));
-      const measure = h("select", { id: "agg-measure", required: true }, cols.map((c) => h("option", { value: c }, c)));
+      // The last column is the likeliest measure (identifiers and groups usually come first).
+      const measure = h("select", { id: "agg-measure", required: true }, cols.map((c, i) => h("option", { value: c, selected: i === cols.length - 1 }, c)));
       const project = h("input", { id: "agg-project", value: d.project ?? "" });
       const aggOut = h("div", { "aria-live": "polite" });
       const rowsOut = h("div", { "aria-live": "polite" });

@@ -2,6 +2,7 @@ import { api } from "../api";
 import { h, mount, fmtTime } from "../dom";
 import { items } from "../list";
 import { errorBox, loading, section, statusBadge } from "../ui";
+import { session } from "../state";
 
 interface Permit {
   id: string;
@@ -94,7 +95,12 @@ export function governancePage(main: HTMLElement): void {
     dlProjects,
     dlDatasets,
     h("h1", null, "Governance"),
-    section("Data permits", permits, h("h3", null, "Grant a permit"), form),
+    section(
+      "Data permits",
+      permits,
+      // Only data stewards grant and revoke permits (an administrator does not).
+      session.roles.has("data_steward") ? [h("h3", null, "Grant a permit"), form] : h("p", { class: "muted" }, "Data stewards grant and revoke permits."),
+    ),
     section("Audit log", verify, audit),
   );
 
@@ -149,6 +155,7 @@ export function governancePage(main: HTMLElement): void {
               "td",
               null,
               state === "valid" &&
+                session.roles.has("data_steward") &&
                 h(
                   "button",
                   {

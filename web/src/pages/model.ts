@@ -62,7 +62,7 @@ function render(main: HTMLElement, m: ModelDetail): void {
     { class: "page-head" },
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Catalogue"), " / ", m.id),
     h("h1", null, m.name || m.id),
-    m.description && h("p", { class: "lead" }, m.description),
+    m.description && description(m.description),
     kv([
       ["Identifier", h("span", { class: "mono" }, m.id)],
       ["Authors", m.authors && m.authors.length ? m.authors.map(authorName).join(", ") : null],
@@ -119,9 +119,26 @@ function render(main: HTMLElement, m: ModelDetail): void {
   loadVariables();
 }
 
+/** Long descriptions (BioModels notes run to pages) show their start, the rest on demand. */
+function description(text: string): HTMLElement {
+  const t = text.trim();
+  if (t.length <= 420) return h("p", { class: "lead" }, t);
+  const cut = t.lastIndexOf(" ", 400);
+  return h(
+    "div",
+    { class: "lead" },
+    h("p", null, t.slice(0, cut > 200 ? cut : 400) + " …"),
+    h("details", null, h("summary", null, "Full description"), h("p", { class: "lead" }, t)),
+  );
+}
+
 function versionsTable(versions: Array<Record<string, unknown>>, latest: string): HTMLElement {
   if (versions.length === 0) return h("p", { class: "muted" }, "No version history.");
-  const cols = Array.from(new Set(versions.flatMap((v) => Object.keys(v)))).filter((k) => typeof versions[0][k] !== "object" || versions[0][k] === null);
+  const order = ["number", "version", "hash", "kind", "created", "created_by"];
+  const rank = (k: string) => (order.includes(k) ? order.indexOf(k) : order.length);
+  const cols = Array.from(new Set(versions.flatMap((v) => Object.keys(v))))
+    .filter((k) => typeof versions[0][k] !== "object" || versions[0][k] === null)
+    .sort((a, b) => rank(a) - rank(b));
   return h(
     "table",
     { class: "grid" },
@@ -159,7 +176,11 @@ function evidenceList(m: ModelDetail): HTMLElement {
       return h(
         "li",
         null,
-        passed !== undefined && h("span", { class: `badge ${passed === true || passed === "passed" || passed === "succeeded" ? "st-succeeded" : "st-failed"}` }, String(passed)),
+        passed !== undefined &&
+          (() => {
+            const good = passed === true || passed === "passed" || passed === "succeeded";
+            return h("span", { class: `badge ${good ? "st-succeeded" : "st-failed"}` }, typeof passed === "boolean" ? (good ? "passed" : "failed") : String(passed));
+          })(),
         " ",
         h("strong", null, String(e.kind ?? e.name ?? e.type ?? "evidence")),
         " ",
@@ -167,7 +188,11 @@ function evidenceList(m: ModelDetail): HTMLElement {
           .filter(([k]) => !["passed", "ok", "status", "kind", "name", "type"].includes(k))
           .filter(([, v]) => v !== null && v !== undefined)
           .map(([k, v]) =>
-            h("span", { class: "muted" }, ` ${k}: `, k === "run" && typeof v === "string" ? h("a", { href: `#/runs/${encodeURIComponent(v)}` }, v.slice(0, 12)) : cell(k, v)),
+            h("span", { class: "muted" }, ` ${k}: `, k === "run" && typeof v === "string"
+                ? h("a", { href: `#/runs/${encodeURIComponent(v)}` }, v.slice(0, 12))
+                : k === "version" && typeof v === "string"
+                  ? h("span", { class: "mono", title: v }, v.slice(0, 12))
+                  : cell(k, v)),
           ),
       );
     }),
@@ -181,7 +206,9 @@ function annotationsList(a: NonNullable<ModelDetail["annotations"]>): HTMLElemen
     a.map((x) => {
       if (typeof x === "string") return h("li", { class: "mono" }, x);
       const uri = x.uri ?? x.resource ?? "";
-      return h("li", null, x.qualifier ? `${x.qualifier}: ` : "", h("span", { class: "mono" }, uri));
+      // Links open only when clicked: nothing is fetched from outside on page load.
+      const link = /^https?:\/\//.test(uri) ? h("a", { href: uri, rel: "noopener noreferrer", target: "_blank", class: "mono" }, uri) : h("span", { class: "mono" }, uri);
+      return h("li", null, x.qualifier ? `${x.qualifier}: ` : "", link);
     }),
   );
 }
@@ -252,7 +279,7 @@ function simulator(model: string, title: string, version: string, vars: Variable
     },
     "Reset values",
   );
-  const out = h("div", { id: "sim-result", "aria-live": "polite" });
+  const out = h("div", { id: "sim-result", "aria-live": "polite" }, h("p", { class: "muted hint" }, "Change values on the right if you like, then press Run simulation: the time course is plotted here."));
   const status = h("p", { id: "sim-status", class: "muted", role: "status" });
 
   async function run(ev: Event) {

@@ -226,7 +226,7 @@ export function artifactList(run: string, arts: Artifact[]): HTMLElement {
     ),
   );
   const report = arts.find((a) => a.name === "report.md" || a.name.endsWith("/report.md"));
-  if (report) inline.appendChild(markdownArtifact(run, report.name));
+  if (report) inline.appendChild(h("details", { class: "report-box" }, h("summary", null, `${report.name} (rendered)`), markdownArtifact(run, report.name)));
   for (const a of arts.filter(isSvg)) inline.appendChild(svgArtifact(run, a.name));
   return h("div", null, list, inline);
 }
@@ -247,7 +247,16 @@ export function markdownArtifact(run: string, name: string): HTMLElement {
   const box = h("div", { class: "report" }, loading(`Loading ${name}`));
   fetchBlob(artifactUrl(run, name))
     .then((b) => b.text())
-    .then((t) => mount(box, renderMarkdown(t)))
+    .then((t) =>
+      mount(
+        box,
+        renderMarkdown(
+          t,
+          async (n) => URL.createObjectURL(await fetchBlob(artifactUrl(run, n))),
+          (n) => void download(artifactUrl(run, n), n.split("/").pop() ?? n),
+        ),
+      ),
+    )
     .catch((e) => mount(box, errorBox(e)));
   return box;
 }

@@ -1,4 +1,4 @@
-import { api, toSeries } from "../api";
+import { api, toSeries, type Variables } from "../api";
 import { h, mount, fmtNum, fmtTime, type Child } from "../dom";
 import { items } from "../list";
 import { linePlot, type Band } from "../plot";
@@ -53,7 +53,7 @@ export function twinsPage(main: HTMLElement): void {
  * Predictions come as `{time, series: {id: number[]}, lower?: {id: number[]}, upper?: {...}}`
  * or as `{time, series: {id: {median|mean|value, lower, upper}}}`; both become lines with bands.
  */
-export function predictionPlot(pred: unknown, title: string): HTMLElement | null {
+export function predictionPlot(pred: unknown, title: string, width?: number): HTMLElement | null {
   if (!pred || typeof pred !== "object") return null;
   const p = pred as Json;
   const time = p.time as number[] | undefined;
@@ -61,7 +61,7 @@ export function predictionPlot(pred: unknown, title: string): HTMLElement | null
   if (!Array.isArray(time) || !raw || typeof raw !== "object") {
     try {
       const s = toSeries(pred);
-      return linePlot({ x: s.time, series: s.series, title });
+      return linePlot({ x: s.time, series: s.series, title, width });
     } catch {
       return null;
     }
@@ -85,7 +85,7 @@ export function predictionPlot(pred: unknown, title: string): HTMLElement | null
     }
   }
   if (Object.keys(series).length === 0) return null;
-  return linePlot({ x: time, series, bands, title });
+  return linePlot({ x: time, series, bands, title, width });
 }
 
 /**
@@ -139,15 +139,34 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
       const model = t.model as string | undefined;
       const version = (t.version ?? t.model_version) as string | undefined;
 
+      // Which species to predict: the model's species, the first few ticked.
+      const selectBox = h("fieldset", { class: "select" }, h("legend", null, "Predict these species"));
+      const ticks: HTMLInputElement[] = [];
+      const speciesReady =
+        model && version
+          ? api<Variables>(`/api/models/${encodeURIComponent(model)}/versions/${encodeURIComponent(version)}/variables`)
+              .then((v) => {
+                v.species.forEach((sp, i) => {
+                  const cb = h("input", { type: "checkbox", id: `pred-sel-${sp.id}`, value: sp.id, checked: i < 3 });
+                  ticks.push(cb);
+                  selectBox.appendChild(h("label", { for: `pred-sel-${sp.id}` }, cb, " ", sp.id));
+                });
+              })
+              .catch(() => undefined)
+          : Promise.resolve();
+
       async function predict(ev?: Event) {
         ev?.preventDefault();
-        const body = { end: Number(end.input.value), points: Math.round(Number(points.input.value)), samples: Math.round(Number(samples.input.value)), seed: Math.round(Number(seed.input.value)) };
+        await speciesReady;
+        const select = ticks.filter((t) => t.checked).map((t) => t.value);
+        const body: Json = { end: Number(end.input.value), points: Math.round(Number(points.input.value)), samples: Math.round(Number(samples.input.value)), seed: Math.round(Number(seed.input.value)) };
+        if (select.length > 0) body.select = select;
         btn.disabled = true;
         mount(predBox, loading("Predicting"));
         try {
           const r = await api<Json>(`/api/twins/${encodeURIComponent(id)}/predict`, { body });
           const band = Array.isArray(r.band) ? `${Math.round(Number(r.band[0]) * 100)}–${Math.round(Number(r.band[1]) * 100)} %` : "";
-          const plot = predictionPlot(r, `Prediction: fitted (line) and ${band || "uncertainty"} band`);
+          const plot = predictionPlot(r, `Prediction: fitted (line) and ${band || "uncertainty"} band`, Math.max(400, (predBox.clientWidth || 800) - 16));
           mount(
             predBox,
             plot ?? h("pre", null, JSON.stringify(r, null, 2)),
@@ -178,9 +197,12 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
           h(
             "form",
             { class: "sim", onsubmit: predict },
-            h("div", { class: "row" }, end.el, points.el, samples.el, seed.el, h("div", { class: "field buttons" }, btn)),
-            msg,
-            predBox,
+            h(
+              "div",
+              { class: "sim-body" },
+              h("div", { class: "sim-main" }, h("div", { class: "row" }, end.el, points.el, samples.el, seed.el, h("div", { class: "field buttons" }, btn)), msg, predBox),
+              h("div", { class: "sim-inputs" }, selectBox),
+            ),
           ),
         ),
         section("Fitted parameters and uncertainty", paramsTable(t.parameters ?? t.fitted_parameters, t.uncertainty)),
