@@ -65,6 +65,16 @@ pub enum FitError {
     SteadyState { condition: String, t: f64, norm: f64 },
     #[error("{expected} parameter values expected (one per row of the parameter table), found {found}")]
     ParameterCount { expected: usize, found: usize },
+    /// The model uses something forward sensitivities do not handle yet
+    /// (the objective itself can still be evaluated).
+    #[error("{}: no gradient: {what}", file.display())]
+    Sensitivities { file: PathBuf, what: String },
+    #[error("{expected} scaled values expected (one per estimated parameter), found {found}")]
+    ScaledCount { expected: usize, found: usize },
+    #[error("parameter '{id}' is estimated but its bounds [{lower}, {upper}] are not a finite interval on its scale")]
+    Bounds { id: String, lower: f64, upper: f64 },
+    #[error("cannot start the worker threads: {reason}")]
+    Threads { reason: String },
     #[error("no parameter '{id}' in the parameter table")]
     NoSuchParameter { id: String },
 }

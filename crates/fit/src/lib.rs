@@ -37,17 +37,26 @@
 
 mod error;
 mod math;
+mod multistart;
 mod objective;
+pub mod optimize;
 mod problem;
+mod sens;
 mod tsv;
+mod uncertainty;
 mod yaml;
 
 pub use error::{At, FitError};
 pub use math::{parse as parse_formula, FormulaError};
+pub use multistart::{fit, fit_from, latin_hypercube, FitOptions, FitResult, Optimizer, StartResult, StartStatus};
 pub use objective::{
     neg_log_prior, nllh_term, Evaluation, ExperimentValue, MeasurementValue, Objective, Settings, SteadyState,
 };
 pub use problem::{
     read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,
     Transformation, Value,
+};
+pub use uncertainty::{
+    interval, prediction_bands, profile, BandOptions, Bands, Prediction, PredictionBand, Profile, ProfileOptions,
+    ProfilePoint, CI95,
 };

@@ -88,50 +88,54 @@ pub struct Objective {
     pub settings: Settings,
     /// The SBML reader's warnings about the model.
     pub diagnostics: Vec<vht_lower::Diagnostic>,
-    sim: Simulator,
-    outputs: Outputs,
-    n_model: usize,
+    pub(crate) sim: Simulator,
+    pub(crate) outputs: Outputs,
+    pub(crate) n_model: usize,
     /// Output column of each model symbol that formulas read.
-    col_of: HashMap<Sym, usize>,
+    pub(crate) col_of: HashMap<Sym, usize>,
     /// ODE states: (value column, rate column).
-    state_cols: Vec<(Sym, usize, usize)>,
+    pub(crate) state_cols: Vec<(Sym, usize, usize)>,
     /// Symbols past the model's, by index - n_model.
-    extras: Vec<Extra>,
-    observables: Vec<ObsCode>,
+    pub(crate) extras: Vec<Extra>,
+    pub(crate) observables: Vec<ObsCode>,
     /// Model parameter each parameter-table row sets, if any.
-    param_targets: Vec<Option<Sym>>,
+    pub(crate) param_targets: Vec<Option<Sym>>,
     /// Per condition: what it sets and to what.
-    condition_targets: Vec<Vec<(Target, Val)>>,
-    experiments: Vec<Experiment>,
+    pub(crate) condition_targets: Vec<Vec<(Target, Val)>>,
+    pub(crate) experiments: Vec<Experiment>,
+    /// The output columns of `outputs` (the sensitivity system starts with the same ones).
+    pub(crate) columns: Vec<Column>,
+    /// The forward-sensitivity system, compiled on first use (see [`crate::sens`]).
+    pub(crate) sens: std::sync::OnceLock<crate::sens::Sensitivities>,
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Extra {
+pub(crate) enum Extra {
     /// A parameter-table row that is not a model symbol.
     Parameter(usize),
     /// `observableParameter{n}_{id}` or `noiseParameter{n}_{id}`: filled per measurement.
     Placeholder,
 }
 
-struct ObsCode {
-    h: Expr,
-    sigma: Expr,
+pub(crate) struct ObsCode {
+    pub(crate) h: Expr,
+    pub(crate) sigma: Expr,
     /// Extra index of observableParameter{n}, n = 1.. (None where unused).
-    obs_slots: Vec<Option<usize>>,
-    noise_slots: Vec<Option<usize>>,
-    transformation: Transformation,
-    noise: NoiseDistribution,
+    pub(crate) obs_slots: Vec<Option<usize>>,
+    pub(crate) noise_slots: Vec<Option<usize>>,
+    pub(crate) transformation: Transformation,
+    pub(crate) noise: NoiseDistribution,
 }
 
 /// A resolved number-or-parameter.
 #[derive(Clone, Copy, Debug)]
-enum Val {
+pub(crate) enum Val {
     Number(f64),
     Parameter(usize),
 }
 
 impl Val {
-    fn get(self, values: &[f64]) -> f64 {
+    pub(crate) fn get(self, values: &[f64]) -> f64 {
         match self {
             Val::Number(x) => x,
             Val::Parameter(i) => values[i],
@@ -140,7 +144,7 @@ impl Val {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Target {
+pub(crate) enum Target {
     /// A symbol whose initial value the condition replaces (parameter,
     /// compartment, or a species whose symbol is its own state).
     Direct(Sym),
@@ -149,24 +153,24 @@ enum Target {
     Amount { init: Sym, amount: Sym, size: Sym },
 }
 
-struct Experiment {
-    preeq: Option<usize>,
-    sim: usize,
-    name: String,
+pub(crate) struct Experiment {
+    pub(crate) preeq: Option<usize>,
+    pub(crate) sim: usize,
+    pub(crate) name: String,
     /// Finite output times, sorted, without repeats.
-    times: Vec<f64>,
-    steady: bool,
-    rows: Vec<Row>,
+    pub(crate) times: Vec<f64>,
+    pub(crate) steady: bool,
+    pub(crate) rows: Vec<Row>,
 }
 
 /// A measurement with its references resolved.
-struct Row {
-    measurement: usize,
-    observable: usize,
+pub(crate) struct Row {
+    pub(crate) measurement: usize,
+    pub(crate) observable: usize,
     /// Index into the experiment's `times`, or None for the steady state.
-    time: Option<usize>,
-    obs_vals: Vec<Val>,
-    noise_vals: Vec<Val>,
+    pub(crate) time: Option<usize>,
+    pub(crate) obs_vals: Vec<Val>,
+    pub(crate) noise_vals: Vec<Val>,
 }
 
 impl Objective {
@@ -330,7 +334,70 @@ impl Objective {
             param_targets,
             condition_targets,
             experiments,
+            columns,
+            sens: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The rows of the parameter table that are estimated, in table order.
+    ///
+    /// This order defines the *scaled estimated parameter vector* that the
+    /// optimisers, [`Self::evaluate_with_gradient`] and everything built on
+    /// them use: entry `k` is row `estimated()[k]`, on that row's
+    /// `parameterScale` (`log10` rows hold `log10(value)`, `log` rows `ln(value)`,
+    /// `lin` rows the value). Fixed rows keep their nominal values.
+    pub fn estimated(&self) -> Vec<usize> {
+        (0..self.problem.parameters.len()).filter(|&i| self.problem.parameters[i].estimate).collect()
+    }
+
+    /// Bounds of the scaled estimated parameters: `(lower, upper)`.
+    pub fn scaled_bounds(&self) -> (Vec<f64>, Vec<f64>) {
+        let ps = &self.problem.parameters;
+        let est = self.estimated();
+        (
+            est.iter().map(|&i| ps[i].scale.apply(ps[i].lower)).collect(),
+            est.iter().map(|&i| ps[i].scale.apply(ps[i].upper)).collect(),
+        )
+    }
+
+    /// The nominal values of the estimated parameters, scaled.
+    pub fn scaled_nominal(&self) -> Vec<f64> {
+        let ps = &self.problem.parameters;
+        self.estimated().iter().map(|&i| ps[i].scale.apply(ps[i].nominal)).collect()
+    }
+
+    /// Every parameter-table row's linear value for scaled estimated
+    /// parameters `x` (fixed rows at their nominal values).
+    pub fn values_from_scaled(&self, x: &[f64]) -> Result<Vec<f64>, FitError> {
+        let est = self.estimated();
+        if x.len() != est.len() {
+            return Err(FitError::ScaledCount { expected: est.len(), found: x.len() });
+        }
+        let mut values = self.problem.nominal();
+        for (&i, &xi) in est.iter().zip(x) {
+            values[i] = self.problem.parameters[i].scale.unapply(xi);
+        }
+        Ok(values)
+    }
+
+    /// The objective (likelihood plus priors) at scaled estimated parameters.
+    pub fn evaluate_scaled(&self, x: &[f64]) -> Result<f64, FitError> {
+        Ok(self.evaluate(&self.values_from_scaled(x)?)?.total())
+    }
+
+    /// The objective, its exact gradient (forward sensitivities) and the
+    /// Gauss-Newton / Fisher-information approximation of its Hessian, all
+    /// with respect to the scaled estimated parameters `x` (see
+    /// [`Self::estimated`]). Conditions are simulated in parallel (rayon).
+    /// The sensitivity system is compiled on the first call.
+    ///
+    /// The Hessian is `sum_m J_m^T W_m J_m` over measurements, with `J_m`
+    /// the derivatives of the (transformed) simulation and of sigma, `W_m`
+    /// the Fisher information of the noise model (normal: `1/sigma^2` and
+    /// `2/sigma^2`; Laplace: `1/b^2` and `1/b^2`), plus the curvature of
+    /// normal priors: symmetric positive semi-definite by construction.
+    pub fn evaluate_with_gradient(&self, x: &[f64]) -> Result<(f64, Vec<f64>, Vec<Vec<f64>>), FitError> {
+        crate::sens::evaluate(self, x)
     }
 
     /// The compiled model.
@@ -373,7 +440,7 @@ impl Objective {
     }
 
     /// Overrides of the parameter table's model parameters.
-    fn base_overrides(&self, values: &[f64]) -> Vec<(Sym, f64)> {
+    pub(crate) fn base_overrides(&self, values: &[f64]) -> Vec<(Sym, f64)> {
         self.param_targets.iter().zip(values).filter_map(|(t, &v)| t.map(|s| (s, v))).collect()
     }
 
@@ -384,6 +451,20 @@ impl Objective {
         preeq_cache: &mut Vec<(usize, Vec<f64>)>,
         out: &mut [MeasurementValue],
     ) -> Result<f64, FitError> {
+        let overrides = self.experiment_overrides(e, values, preeq_cache)?;
+        let traj = self.run(&e.times, e.steady, &overrides, &e.name)?;
+        let ss_row = if e.steady { Some(self.steady_row(&traj, e.times.len(), &e.name)?) } else { None };
+        self.experiment_terms(e, values, &traj, ss_row, out)
+    }
+
+    /// The parameter overrides of one experiment's simulation (running its
+    /// pre-equilibration first, once per pre-equilibration condition).
+    pub(crate) fn experiment_overrides(
+        &self,
+        e: &Experiment,
+        values: &[f64],
+        preeq_cache: &mut Vec<(usize, Vec<f64>)>,
+    ) -> Result<Vec<(Sym, f64)>, FitError> {
         let cond_name = |c: usize| self.problem.conditions[c].id.clone();
         let mut overrides: Vec<(Sym, f64)> = Vec::new();
         // The first override of a symbol wins, so the most specific come first.
@@ -442,9 +523,18 @@ impl Objective {
             }
         }
         overrides.extend(self.base_overrides(values));
-        let traj = self.run(&e.times, e.steady, &overrides, &e.name)?;
-        let ss_row = if e.steady { Some(self.steady_row(&traj, e.times.len(), &e.name)?) } else { None };
+        Ok(overrides)
+    }
 
+    /// The likelihood terms of one experiment from its simulation.
+    fn experiment_terms(
+        &self,
+        e: &Experiment,
+        values: &[f64],
+        traj: &Trajectory,
+        ss_row: Option<usize>,
+        out: &mut [MeasurementValue],
+    ) -> Result<f64, FitError> {
         let mut extra_vals: Vec<f64> = self
             .extras
             .iter()
@@ -490,6 +580,19 @@ impl Objective {
         overrides: &[(Sym, f64)],
         condition: &str,
     ) -> Result<Trajectory, FitError> {
+        self.run_on(&self.sim, &self.outputs, times, steady, overrides, condition)
+    }
+
+    /// [`Self::run`] on another compiled model (the sensitivity system) with its outputs.
+    pub(crate) fn run_on(
+        &self,
+        sim: &Simulator,
+        outputs: &Outputs,
+        times: &[f64],
+        steady: bool,
+        overrides: &[(Sym, f64)],
+        condition: &str,
+    ) -> Result<Trajectory, FitError> {
         let mut all = times.to_vec();
         if steady {
             let t_last = times.last().copied().unwrap_or(0.0);
@@ -512,7 +615,7 @@ impl Objective {
             max_steps: self.settings.max_steps,
             ..TimeCourse::default()
         };
-        vht_sim::simulate(&self.sim, &tc, &self.outputs, overrides)
+        vht_sim::simulate(sim, &tc, outputs, overrides)
             .map_err(|error| FitError::Simulation { condition: condition.to_string(), error })
     }
 
@@ -703,12 +806,12 @@ pub fn neg_log_prior(prior: Prior, scaled: f64, linear: f64) -> f64 {
     }
 }
 
-struct RowEnv<'a> {
-    col_of: &'a HashMap<Sym, usize>,
-    row: &'a [f64],
-    extras: &'a [f64],
-    n_model: usize,
-    t: f64,
+pub(crate) struct RowEnv<'a> {
+    pub(crate) col_of: &'a HashMap<Sym, usize>,
+    pub(crate) row: &'a [f64],
+    pub(crate) extras: &'a [f64],
+    pub(crate) n_model: usize,
+    pub(crate) t: f64,
 }
 
 impl Env for RowEnv<'_> {

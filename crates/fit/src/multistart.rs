@@ -1,0 +1,249 @@
+//! Multistart optimisation: starts sampled by Latin hypercube in the scaled
+//! bounds (seeded), each optimised locally, in parallel.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::optimize::{self, Smooth, Stop, Tolerances};
+use crate::{FitError, Objective};
+
+/// Settings of a multistart fit. Plain data.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Number of local optimisations.
+    pub starts: usize,
+    pub optimizer: Optimizer,
+    /// Seed of the Latin hypercube of starting points.
+    pub seed: u64,
+    /// Iteration limit of each local optimisation.
+    pub max_iterations: usize,
+    /// Worker threads (None: all cores).
+    pub threads: Option<usize>,
+    /// Print a progress line on standard error as starts finish.
+    pub progress: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            starts: 20,
+            optimizer: Optimizer::TrustRegion,
+            seed: 0,
+            max_iterations: 1000,
+            threads: None,
+            progress: false,
+        }
+    }
+}
+
+/// The local optimiser of each start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Trust region on the Gauss-Newton Hessian, as Fides does
+    /// ([`optimize::trust_region`]).
+    TrustRegion,
+    /// Projected L-BFGS ([`optimize::lbfgsb`]).
+    Lbfgsb,
+}
+
+/// How a start ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StartStatus {
+    Converged,
+    MaxIterations,
+    /// The objective could not be computed at the start (the reason).
+    Failed(String),
+}
+
+/// One local optimisation. Vectors are scaled estimated parameters (see
+/// [`Objective::estimated`]).
+#[derive(Clone, Debug)]
+pub struct StartResult {
+    pub index: usize,
+    pub x0: Vec<f64>,
+    pub x: Vec<f64>,
+    /// The objective at `x` (NaN when failed).
+    pub fval: f64,
+    pub iterations: usize,
+    /// Objective evaluations (with or without gradient).
+    pub evaluations: usize,
+    pub seconds: f64,
+    pub status: StartStatus,
+}
+
+/// Every start, sorted by objective value (failed starts last), and the best.
+#[derive(Clone, Debug)]
+pub struct FitResult {
+    pub best: Option<StartResult>,
+    pub starts: Vec<StartResult>,
+    /// Wall-clock time of the whole multistart.
+    pub seconds: f64,
+}
+
+/// The objective as a [`Smooth`] function of the scaled estimated parameters.
+/// The first simulation failure's message is kept for the start's status.
+pub(crate) struct AsSmooth<'a> {
+    pub objective: &'a Objective,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Smooth for AsSmooth<'_> {
+    fn value(&self, x: &[f64]) -> Option<f64> {
+        match self.objective.evaluate_scaled(x) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.note(e);
+                None
+            }
+        }
+    }
+    fn value_gradient(&self, x: &[f64]) -> Option<(f64, Vec<f64>, Vec<Vec<f64>>)> {
+        match self.objective.evaluate_with_gradient(x) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.note(e);
+                None
+            }
+        }
+    }
+}
+
+impl AsSmooth<'_> {
+    fn note(&self, e: FitError) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(e.to_string());
+        }
+    }
+}
+
+/// A small seeded generator (SplitMix64): starts must not depend on a
+/// global random state or on the thread count.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub(crate) fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box-Muller).
+    pub(crate) fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// `n` points of a Latin hypercube in the box `[lb, ub]`: in every
+/// coordinate, each of the `n` equal strata holds exactly one point.
+pub fn latin_hypercube(n: usize, lb: &[f64], ub: &[f64], seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = Rng::new(seed);
+    let d = lb.len();
+    let mut points = vec![vec![0.0; d]; n];
+    for k in 0..d {
+        // A random permutation of the strata (Fisher-Yates).
+        let mut perm: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            perm.swap(i, j);
+        }
+        for (i, p) in points.iter_mut().enumerate() {
+            let u = (perm[i] as f64 + rng.uniform()) / n as f64;
+            p[k] = lb[k] + u * (ub[k] - lb[k]);
+        }
+    }
+    points
+}
+
+/// Runs `options.starts` local optimisations from Latin-hypercube starts in
+/// the scaled bounds and returns them sorted by objective value. A start
+/// whose simulation fails is recorded as failed; the others go on.
+pub fn fit(objective: &Objective, options: &FitOptions) -> Result<FitResult, FitError> {
+    let (lb, ub) = objective.scaled_bounds();
+    if let Some(i) = (0..lb.len()).find(|&i| !(lb[i].is_finite() && ub[i].is_finite() && lb[i] <= ub[i])) {
+        let p = &objective.problem.parameters[objective.estimated()[i]];
+        return Err(FitError::Bounds { id: p.id.clone(), lower: p.lower, upper: p.upper });
+    }
+    let starts = latin_hypercube(options.starts, &lb, &ub, options.seed);
+    fit_from(objective, options, starts)
+}
+
+/// [`fit`] from given starting points (scaled).
+pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64>>) -> Result<FitResult, FitError> {
+    let (lb, ub) = objective.scaled_bounds();
+    let t0 = Instant::now();
+    let done = AtomicUsize::new(0);
+    let best = Mutex::new(f64::INFINITY);
+    let total = starts.len();
+    let tol = Tolerances { max_iterations: options.max_iterations, ..Tolerances::default() };
+    let run = |(index, x0): (usize, Vec<f64>)| -> StartResult {
+        let t = Instant::now();
+        let f = AsSmooth { objective, last_error: Mutex::new(None) };
+        let local = match options.optimizer {
+            Optimizer::TrustRegion => optimize::trust_region(&f, &x0, &lb, &ub, &tol),
+            Optimizer::Lbfgsb => optimize::lbfgsb(&f, &x0, &lb, &ub, &tol),
+        };
+        let status = match local.stop {
+            Stop::Converged(_) => StartStatus::Converged,
+            Stop::MaxIterations => StartStatus::MaxIterations,
+            Stop::Failed(why) => {
+                let detail = f.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+                StartStatus::Failed(if detail.is_empty() { why } else { format!("{why}: {detail}") })
+            }
+        };
+        let r = StartResult {
+            index,
+            x0,
+            x: local.x,
+            fval: if matches!(status, StartStatus::Failed(_)) { f64::NAN } else { local.fval },
+            iterations: local.iterations,
+            evaluations: local.evaluations,
+            seconds: t.elapsed().as_secs_f64(),
+            status,
+        };
+        let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+        if options.progress {
+            let b = {
+                let mut b = best.lock().unwrap_or_else(|e| e.into_inner());
+                if r.fval < *b {
+                    *b = r.fval;
+                }
+                *b
+            };
+            eprint!("\rstarts {k}/{total} done, best {b:.6}, {:.1} s   ", t0.elapsed().as_secs_f64());
+            if k == total {
+                eprintln!();
+            }
+        }
+        r
+    };
+    let indexed: Vec<(usize, Vec<f64>)> = starts.into_iter().enumerate().collect();
+    let mut results: Vec<StartResult> = match options.threads {
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .map_err(|e| FitError::Threads { reason: e.to_string() })?;
+            pool.install(|| indexed.into_par_iter().map(run).collect())
+        }
+        None => indexed.into_par_iter().map(run).collect(),
+    };
+    results.sort_by(|a, b| {
+        let key = |r: &StartResult| if r.fval.is_nan() { f64::INFINITY } else { r.fval };
+        key(a).total_cmp(&key(b)).then(a.index.cmp(&b.index))
+    });
+    let best = results.first().filter(|r| !r.fval.is_nan()).cloned();
+    Ok(FitResult { best, starts: results, seconds: t0.elapsed().as_secs_f64() })
+}

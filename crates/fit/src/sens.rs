@@ -1,0 +1,650 @@
+//! Exact gradients of the objective by forward sensitivities, and the
+//! Gauss-Newton (Fisher information) approximation of its Hessian.
+//!
+//! The sensitivity system is an ordinary `vht_ir::Model`, simulated by the
+//! ordinary `Simulator`: no solver change is needed. A *direction* is an
+//! estimated parameter-table row whose value reaches the model (it sets a
+//! model parameter, or a condition maps a model quantity to it). For every
+//! model symbol `b` that can depend on direction `j`, the extended model has a
+//! tangent symbol `T(b, j) = d b / d v_j` of the same kind:
+//! - a state's tangent is a state with rate `sum_r (d rate_b / d r) T(r, j)`
+//!   (which is `J s + df/dp`) and initial value the same sum over the
+//!   initial-value expression;
+//! - an assigned symbol's tangent is assigned by the chain rule over its rule;
+//! - a parameter's tangent is a constant: the derivative of its initial-value
+//!   expression, or (in a run that overrides the parameter) 1 or 0 depending
+//!   on whether the override is the value of row `j`.
+//!
+//! Which `(b, j)` pairs exist is found by propagating dependence from the
+//! symbols the directions set, to a fixed point, so the system holds only
+//! tangents that can be nonzero. Partial derivatives shared by several
+//! directions are assigned symbols (computed once per evaluation), as the
+//! codegen Jacobian does.
+//!
+//! Because a run's overrides decide which row sets which parameter, the same
+//! compiled system serves every condition: each override carries its own
+//! derivative with respect to the directions, and the tangents of the
+//! overridden symbols are overridden with it. This covers condition-specific
+//! parameters, species reset by a condition, and pre-equilibration (the main
+//! run starts from the steady state and its sensitivities).
+//!
+//! Steady states (pre-equilibration and `inf` times) come from simulating the
+//! extended system until both the states and their tangents stop moving: for
+//! a stable steady state the tangents converge to `-J^-1 df/dp` restricted to
+//! the conserved-moiety subspace the run stays in, which a direct solve of
+//! the (then singular) `J s = -df/dp` would not give.
+//!
+//! Not handled (an error names it): events (a state reset by an event needs a
+//! sensitivity jump), algebraic rules and `delay`. A `piecewise` whose
+//! switching time depends on an estimated parameter would also need a jump;
+//! the benchmark problems switch at fixed (condition-given) times only.
+
+use rayon::prelude::*;
+use vht_ir::eval::eval;
+use vht_ir::{derivative, simplify, Expr, NaryOp, Role, Sym, SymbolKind};
+use vht_sim::{Column, Outputs, Simulator, Trajectory};
+
+use crate::objective::{nllh_term, Experiment, Extra, Objective, RowEnv, Target, Val};
+use crate::problem::{NoiseDistribution, PriorKind, Scale, Transformation};
+use crate::FitError;
+
+/// The compiled sensitivity system of an [`Objective`].
+pub(crate) struct Sensitivities {
+    sim: Simulator,
+    outputs: Outputs,
+    /// Direction -> parameter-table row.
+    dirs: Vec<usize>,
+    /// Parameter-table row -> direction.
+    dir_of: Vec<Option<usize>>,
+    /// Per model symbol: its tangents `(direction, symbol)`, by direction.
+    tangent: Vec<Vec<(usize, Sym)>>,
+    /// Per model symbol: `(direction, output column)` of its tangents, for
+    /// the symbols the objective reads (observables, states, sizes).
+    tcols: Vec<Vec<(usize, usize)>>,
+    /// Per ODE state (in `Objective::state_cols` order): `(direction, rate column)`.
+    trates: Vec<Vec<(usize, usize)>>,
+    /// Per observable: partial derivatives of `h` and of `sigma` by the
+    /// symbols (model symbols and extras) they read.
+    dh: Vec<Vec<(Sym, Expr)>>,
+    dsigma: Vec<Vec<(Sym, Expr)>>,
+}
+
+/// An override with its derivative by direction (sparse).
+struct Ov {
+    sym: Sym,
+    value: f64,
+    d: Vec<(usize, f64)>,
+}
+
+/// Objective, gradient and Gauss-Newton Hessian contributions over the
+/// estimated parameters (scaled).
+struct Acc {
+    f: f64,
+    g: Vec<f64>,
+    /// Row-major `n x n`.
+    h: Vec<f64>,
+}
+
+impl Acc {
+    fn new(n: usize) -> Acc {
+        Acc { f: 0.0, g: vec![0.0; n], h: vec![0.0; n * n] }
+    }
+    fn add(mut self, o: Acc) -> Acc {
+        self.f += o.f;
+        self.g.iter_mut().zip(&o.g).for_each(|(a, b)| *a += b);
+        self.h.iter_mut().zip(&o.h).for_each(|(a, b)| *a += b);
+        self
+    }
+    /// `h += w v v^T` for a sparse `v`.
+    fn outer(&mut self, w: f64, v: &[(usize, f64)]) {
+        let n = self.g.len();
+        for &(a, va) in v {
+            for &(b, vb) in v {
+                self.h[a * n + b] += w * va * vb;
+            }
+        }
+    }
+}
+
+pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
+    let model = &obj.sim.model;
+    let unsupported = |what: String| FitError::Sensitivities { file: obj.problem.model.clone(), what };
+    if let Some(ev) = model.events.first() {
+        return Err(unsupported(format!(
+            "the model has events (first: '{}'); sensitivities across events (jumps at state resets) are not implemented",
+            ev.name
+        )));
+    }
+    if !model.algebraic.is_empty() {
+        return Err(unsupported("the model has algebraic rules; their sensitivities are not implemented".into()));
+    }
+    for s in &model.symbols {
+        let delayed = s.initial.contains_delay()
+            || match &s.kind {
+                SymbolKind::State { rate } => rate.contains_delay(),
+                SymbolKind::Assigned { expr } => expr.contains_delay(),
+                _ => false,
+            };
+        if delayed {
+            return Err(unsupported(format!("'{}' reads delay(); delay sensitivities are not implemented", s.name)));
+        }
+    }
+
+    let params = &obj.problem.parameters;
+    let mut reaches = vec![false; params.len()];
+    for (i, t) in obj.param_targets.iter().enumerate() {
+        reaches[i] |= t.is_some();
+    }
+    for c in &obj.condition_targets {
+        for (_, v) in c {
+            if let Val::Parameter(i) = v {
+                reaches[*i] = true;
+            }
+        }
+    }
+    let dirs: Vec<usize> = (0..params.len()).filter(|&i| reaches[i] && params[i].estimate).collect();
+    let mut dir_of = vec![None; params.len()];
+    for (j, &i) in dirs.iter().enumerate() {
+        dir_of[i] = Some(j);
+    }
+    let nd = dirs.len();
+    let n = model.symbols.len();
+
+    // Which symbol can depend on which direction: the seeds, then a fixed point.
+    let mut dep = vec![vec![false; nd]; n];
+    for (i, t) in obj.param_targets.iter().enumerate() {
+        if let (Some(q), Some(j)) = (t, dir_of[i]) {
+            dep[q.index()][j] = true;
+        }
+    }
+    for c in &obj.condition_targets {
+        for (t, v) in c {
+            let Val::Parameter(i) = v else { continue };
+            let Some(j) = dir_of[*i] else { continue };
+            match t {
+                Target::Direct(s) => dep[s.index()][j] = true,
+                Target::Amount { init, amount, .. } => {
+                    dep[init.index()][j] = true;
+                    dep[amount.index()][j] = true;
+                }
+            }
+        }
+    }
+    let reads: Vec<Vec<Sym>> = model
+        .symbols
+        .iter()
+        .map(|s| {
+            let mut r = match &s.kind {
+                SymbolKind::Assigned { expr } => expr.instant_symbols(),
+                SymbolKind::State { rate } => {
+                    let mut r = rate.instant_symbols();
+                    r.extend(s.initial.instant_symbols());
+                    r
+                }
+                _ => s.initial.instant_symbols(),
+            };
+            r.retain(|x| x.index() < n);
+            r
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for b in 0..n {
+            for r in &reads[b] {
+                for j in 0..nd {
+                    if dep[r.index()][j] && !dep[b][j] {
+                        dep[b][j] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let mut ext = model.clone();
+    let mut tangent: Vec<Vec<(usize, Sym)>> = vec![Vec::new(); n];
+    for b in 0..n {
+        for j in 0..nd {
+            if !dep[b][j] {
+                continue;
+            }
+            let kind = match &model.symbols[b].kind {
+                SymbolKind::Parameter => SymbolKind::Parameter,
+                SymbolKind::State { .. } => SymbolKind::State { rate: Expr::Num(0.0) },
+                SymbolKind::Assigned { .. } => SymbolKind::Assigned { expr: Expr::Num(0.0) },
+                SymbolKind::Algebraic => unreachable!("algebraic models are rejected above"),
+            };
+            let name = format!("d({})/d({})", model.symbols[b].name, params[dirs[j]].id);
+            tangent[b].push((j, ext.add(&name, Role::Internal, kind, Expr::Num(0.0))));
+        }
+    }
+    // The partial derivatives of `e` by the symbols that have tangents; with
+    // `named`, nontrivial ones become assigned symbols shared by all directions.
+    let partials = |e: &Expr, owner: &str, named: bool, ext: &mut vht_ir::Model| -> Vec<(Sym, Expr)> {
+        let mut out = Vec::new();
+        for r in e.instant_symbols() {
+            if r.index() >= n || tangent[r.index()].is_empty() {
+                continue;
+            }
+            let d = derivative(e, r);
+            if d.is_num(0.0) {
+                continue;
+            }
+            let d = if named && !matches!(d, Expr::Num(_) | Expr::Sym(_)) {
+                let name = format!("∂({})/∂({})", owner, model.symbols[r.index()].name);
+                Expr::Sym(ext.add(&name, Role::Internal, SymbolKind::Assigned { expr: d }, Expr::Num(0.0)))
+            } else {
+                d
+            };
+            out.push((r, d));
+        }
+        out
+    };
+    let along = |parts: &[(Sym, Expr)], j: usize| -> Expr {
+        let terms: Vec<Expr> = parts
+            .iter()
+            .filter_map(|(r, d)| {
+                tangent[r.index()].iter().find(|(k, _)| *k == j).map(|&(_, t)| d.clone() * Expr::Sym(t))
+            })
+            .collect();
+        if terms.is_empty() {
+            Expr::Num(0.0)
+        } else {
+            simplify(Expr::Nary(NaryOp::Add, terms))
+        }
+    };
+    for b in 0..n {
+        if tangent[b].is_empty() {
+            continue;
+        }
+        let sym = model.symbols[b].clone();
+        match &sym.kind {
+            SymbolKind::Parameter => {
+                let parts = partials(&sym.initial, &sym.name, false, &mut ext);
+                for &(j, t) in &tangent[b] {
+                    ext.symbols[t.index()].initial = along(&parts, j);
+                }
+            }
+            SymbolKind::State { rate } => {
+                let parts_rate = partials(rate, &format!("d/dt {}", sym.name), true, &mut ext);
+                let parts_init = partials(&sym.initial, &sym.name, false, &mut ext);
+                for &(j, t) in &tangent[b] {
+                    ext.symbols[t.index()].kind = SymbolKind::State { rate: along(&parts_rate, j) };
+                    ext.symbols[t.index()].initial = along(&parts_init, j);
+                }
+            }
+            SymbolKind::Assigned { expr } => {
+                let parts = partials(expr, &sym.name, true, &mut ext);
+                for &(j, t) in &tangent[b] {
+                    ext.symbols[t.index()].kind = SymbolKind::Assigned { expr: along(&parts, j) };
+                }
+            }
+            SymbolKind::Algebraic => {}
+        }
+    }
+
+    // Output columns: the objective's own, then the tangents it reads.
+    let mut columns = obj.columns.clone();
+    let mut wanted: Vec<Sym> = obj.col_of.keys().copied().collect();
+    wanted.extend(obj.state_cols.iter().map(|&(s, _, _)| s));
+    wanted.sort();
+    wanted.dedup();
+    let mut tcols = vec![Vec::new(); n];
+    for &b in &wanted {
+        for &(j, t) in &tangent[b.index()] {
+            tcols[b.index()].push((j, columns.len()));
+            columns.push(Column { name: ext.name(t).to_string(), expr: Expr::Sym(t) });
+        }
+    }
+    let mut trates = Vec::new();
+    for &(x, _, _) in &obj.state_cols {
+        let mut rates = Vec::new();
+        for &(j, t) in &tangent[x.index()] {
+            let SymbolKind::State { rate } = &ext.symbols[t.index()].kind else { continue };
+            rates.push((j, columns.len()));
+            columns.push(Column { name: format!("d/dt {}", ext.name(t)), expr: rate.clone() });
+        }
+        trates.push(rates);
+    }
+
+    let obs_partials = |e: &Expr| -> Vec<(Sym, Expr)> {
+        e.instant_symbols()
+            .into_iter()
+            .filter_map(|s| {
+                let d = derivative(e, s);
+                (!d.is_num(0.0)).then_some((s, d))
+            })
+            .collect()
+    };
+    let dh = obj.observables.iter().map(|o| obs_partials(&o.h)).collect();
+    let dsigma = obj.observables.iter().map(|o| obs_partials(&o.sigma)).collect();
+
+    let file = obj.problem.model.clone();
+    let sim = Simulator::new(ext, &vht_codegen::Options::default())
+        .map_err(|error| FitError::Build { file: file.clone(), error })?;
+    let outputs = sim.outputs(&columns).map_err(|error| FitError::Outputs { file, error })?;
+    Ok(Sensitivities { sim, outputs, dirs, dir_of, tangent, tcols, trates, dh, dsigma })
+}
+
+impl Sensitivities {
+    /// The derivative of a resolved value by the directions.
+    fn val_d(&self, v: Val) -> Vec<(usize, f64)> {
+        match v {
+            Val::Parameter(i) => self.dir_of[i].map(|j| vec![(j, 1.0)]).unwrap_or_default(),
+            Val::Number(_) => Vec::new(),
+        }
+    }
+
+    /// The overrides of a run, first one per symbol wins, each followed by
+    /// the overrides of its tangents.
+    fn overrides(&self, ovs: &[Ov]) -> Vec<(Sym, f64)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for o in ovs {
+            if !seen.insert(o.sym) {
+                continue;
+            }
+            out.push((o.sym, o.value));
+            if let Some(ts) = self.tangent.get(o.sym.index()) {
+                for &(j, t) in ts {
+                    let d = o.d.iter().filter(|(k, _)| *k == j).map(|(_, v)| v).sum();
+                    out.push((t, d));
+                }
+            }
+        }
+        out
+    }
+
+    /// The first row at or after `from` where both the states and their
+    /// tangents have stopped moving (the objective's steady-state criterion
+    /// applied to each).
+    fn steady_row(&self, obj: &Objective, traj: &Trajectory, from: usize, condition: &str) -> Result<usize, FitError> {
+        let ss = &obj.settings.steady_state;
+        let mut last = (f64::NAN, f64::NAN);
+        for i in from..traj.times.len() {
+            let r = traj.row(i);
+            let norm = |pairs: &mut dyn Iterator<Item = (usize, usize)>| {
+                let (mut sum, mut count) = (0.0, 0usize);
+                for (vc, rc) in pairs {
+                    sum += (r[rc] / (ss.atol + ss.rtol * r[vc].abs())).powi(2);
+                    count += 1;
+                }
+                (sum / count.max(1) as f64).sqrt()
+            };
+            let nx = norm(&mut obj.state_cols.iter().map(|&(_, vc, rc)| (vc, rc)));
+            let ns =
+                norm(&mut obj.state_cols.iter().zip(&self.trates).flat_map(|(&(x, _, _), rates)| {
+                    rates.iter().map(move |&(j, rc)| (self.tcol(x, j).unwrap_or(rc), rc))
+                }));
+            if nx < 1.0 && ns < 1.0 {
+                return Ok(i);
+            }
+            last = (traj.times[i], nx.max(ns));
+        }
+        Err(FitError::SteadyState { condition: condition.to_string(), t: last.0, norm: last.1 })
+    }
+
+    fn tcol(&self, b: Sym, j: usize) -> Option<usize> {
+        self.tcols[b.index()].iter().find(|(k, _)| *k == j).map(|&(_, c)| c)
+    }
+
+    /// Overrides of the parameter table's model parameters.
+    fn base(&self, obj: &Objective, values: &[f64], out: &mut Vec<Ov>) {
+        for (i, t) in obj.param_targets.iter().enumerate() {
+            if let Some(q) = t {
+                out.push(Ov { sym: *q, value: values[i], d: self.val_d(Val::Parameter(i)) });
+            }
+        }
+    }
+
+    /// The output row at the steady state of a pre-equilibration condition.
+    fn preequilibrate(&self, obj: &Objective, pre: usize, values: &[f64]) -> Result<Vec<f64>, FitError> {
+        let name = &obj.problem.conditions[pre].id;
+        let mut ovs = Vec::new();
+        for &(t, v) in &obj.condition_targets[pre] {
+            let x = v.get(values);
+            if !x.is_nan() {
+                let sym = match t {
+                    Target::Direct(s) => s,
+                    Target::Amount { init, .. } => init,
+                };
+                ovs.push(Ov { sym, value: x, d: self.val_d(v) });
+            }
+        }
+        self.base(obj, values, &mut ovs);
+        let traj = obj.run_on(&self.sim, &self.outputs, &[], true, &self.overrides(&ovs), name)?;
+        let row = self.steady_row(obj, &traj, 0, name)?;
+        Ok(traj.row(row).to_vec())
+    }
+
+    fn experiment(
+        &self,
+        obj: &Objective,
+        e: &Experiment,
+        values: &[f64],
+        pre_row: Option<&[f64]>,
+        est: &[Option<usize>],
+        chain: &[f64],
+    ) -> Result<Acc, FitError> {
+        let mut ovs = Vec::new();
+        let targets = &obj.condition_targets[e.sim];
+        if let Some(r) = pre_row {
+            // Species the main condition sets are reset; the rest start where
+            // pre-equilibration ended (with their sensitivities).
+            for &(t, v) in targets {
+                let x = v.get(values);
+                if x.is_nan() {
+                    continue;
+                }
+                match t {
+                    Target::Direct(s) => ovs.push(Ov { sym: s, value: x, d: self.val_d(v) }),
+                    Target::Amount { amount, size, .. } => {
+                        let set = targets.iter().find(|(t2, v2)| {
+                            matches!(t2, Target::Direct(s2) if *s2 == size) && !v2.get(values).is_nan()
+                        });
+                        let (size_now, dsize) = match set {
+                            Some(&(_, v2)) => (v2.get(values), self.val_d(v2)),
+                            None => (
+                                r[obj.col_of[&size]],
+                                self.tcols[size.index()].iter().map(|&(j, c)| (j, r[c])).collect(),
+                            ),
+                        };
+                        let mut d: Vec<(usize, f64)> =
+                            self.val_d(v).into_iter().map(|(j, dv)| (j, dv * size_now)).collect();
+                        d.extend(dsize.into_iter().map(|(j, ds)| (j, x * ds)));
+                        ovs.push(Ov { sym: amount, value: x * size_now, d });
+                    }
+                }
+            }
+            for &(s, vc, _) in &obj.state_cols {
+                let d = self.tcols[s.index()].iter().map(|&(j, c)| (j, r[c])).collect();
+                ovs.push(Ov { sym: s, value: r[vc], d });
+            }
+        } else {
+            for &(t, v) in targets {
+                let x = v.get(values);
+                if !x.is_nan() {
+                    let sym = match t {
+                        Target::Direct(s) => s,
+                        Target::Amount { init, .. } => init,
+                    };
+                    ovs.push(Ov { sym, value: x, d: self.val_d(v) });
+                }
+            }
+        }
+        self.base(obj, values, &mut ovs);
+        let traj = obj.run_on(&self.sim, &self.outputs, &e.times, e.steady, &self.overrides(&ovs), &e.name)?;
+        let ss_row = if e.steady { Some(self.steady_row(obj, &traj, e.times.len(), &e.name)?) } else { None };
+
+        let ne = chain.len();
+        let mut acc = Acc::new(ne);
+        let mut extra_vals: Vec<f64> = Vec::with_capacity(obj.extras.len());
+        let mut extra_src: Vec<Option<usize>> = Vec::with_capacity(obj.extras.len());
+        for x in &obj.extras {
+            match x {
+                Extra::Parameter(i) => {
+                    extra_vals.push(values[*i]);
+                    extra_src.push(Some(*i));
+                }
+                Extra::Placeholder => {
+                    extra_vals.push(f64::NAN);
+                    extra_src.push(None);
+                }
+            }
+        }
+        // Scratch: derivative by parameter-table row.
+        let mut dmu = vec![0.0; values.len()];
+        let mut dsig = vec![0.0; values.len()];
+        for r in &e.rows {
+            let meas = &obj.problem.measurements[r.measurement];
+            let code = &obj.observables[r.observable];
+            for (slots, given) in [(&code.obs_slots, &r.obs_vals), (&code.noise_slots, &r.noise_vals)] {
+                for (slot, v) in slots.iter().zip(given) {
+                    if let Some(k) = slot {
+                        extra_vals[*k] = v.get(values);
+                        extra_src[*k] = match v {
+                            Val::Parameter(i) => Some(*i),
+                            Val::Number(_) => None,
+                        };
+                    }
+                }
+            }
+            let (row, t) = match r.time {
+                Some(i) => (traj.row(i), e.times[i]),
+                None => {
+                    let i = ss_row.unwrap_or(0);
+                    (traj.row(i), traj.times[i])
+                }
+            };
+            let env = RowEnv { col_of: &obj.col_of, row, extras: &extra_vals, n_model: obj.n_model, t };
+            let h = eval(&code.h, &env);
+            let sigma = eval(&code.sigma, &env);
+            let nllh = nllh_term(meas.value, h, sigma, code.transformation, code.noise);
+            acc.f += nllh;
+
+            for (parts, out) in [(&self.dh[r.observable], &mut dmu), (&self.dsigma[r.observable], &mut dsig)] {
+                out.iter_mut().for_each(|v| *v = 0.0);
+                for (s, d) in parts {
+                    let pd = eval(d, &env);
+                    if pd == 0.0 {
+                        continue;
+                    }
+                    if s.index() < obj.n_model {
+                        for &(j, c) in &self.tcols[s.index()] {
+                            out[self.dirs[j]] += pd * row[c];
+                        }
+                    } else if let Some(i) = extra_src[s.index() - obj.n_model] {
+                        out[i] += pd;
+                    }
+                }
+            }
+            // On the transformed scale.
+            let (yt, ht, dt) = match code.transformation {
+                Transformation::Lin => (meas.value, h, 1.0),
+                Transformation::Log => (meas.value.ln(), h.ln(), 1.0 / h),
+                Transformation::Log10 => (meas.value.log10(), h.log10(), 1.0 / (h * std::f64::consts::LN_10)),
+            };
+            let res = yt - ht;
+            let to_scaled = |v: &[f64]| -> Vec<(usize, f64)> {
+                v.iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x != 0.0)
+                    .filter_map(|(i, x)| est[i].map(|k| (k, x * chain[k])))
+                    .collect()
+            };
+            let mu: Vec<(usize, f64)> = to_scaled(&dmu).into_iter().map(|(k, x)| (k, x * dt)).collect();
+            let sg = to_scaled(&dsig);
+            let (g_mu, g_sigma, w_sigma) = match code.noise {
+                NoiseDistribution::Normal => (-res / (sigma * sigma), 1.0 / sigma - res * res / sigma.powi(3), 2.0),
+                NoiseDistribution::Laplace => (-res.signum() / sigma, 1.0 / sigma - res.abs() / (sigma * sigma), 1.0),
+            };
+            for &(k, x) in &mu {
+                acc.g[k] += g_mu * x;
+            }
+            for &(k, x) in &sg {
+                acc.g[k] += g_sigma * x;
+            }
+            acc.outer(1.0 / (sigma * sigma), &mu);
+            acc.outer(w_sigma / (sigma * sigma), &sg);
+        }
+        Ok(acc)
+    }
+}
+
+/// `d v / d x` for a parameter on its scale (`x` scaled, `v` linear).
+pub(crate) fn chain(scale: Scale, v: f64) -> f64 {
+    match scale {
+        Scale::Lin => 1.0,
+        Scale::Log => v,
+        Scale::Log10 => v * std::f64::consts::LN_10,
+    }
+}
+
+/// The prior's negative log-density, its derivative by the scaled value, and
+/// its Gauss-Newton curvature (the squared derivative of the "residual").
+fn prior_terms(prior: crate::Prior, scale: Scale, x: f64, v: f64) -> (f64, f64, f64) {
+    let f = crate::neg_log_prior(prior, x, v);
+    let c = chain(scale, v);
+    let (a, b) = (prior.a, prior.b);
+    let (g, h) = match prior.kind {
+        PriorKind::Uniform | PriorKind::ParameterScaleUniform => (0.0, 0.0),
+        PriorKind::ParameterScaleNormal => ((x - a) / (b * b), 1.0 / (b * b)),
+        PriorKind::ParameterScaleLaplace => ((x - a).signum() / b, 0.0),
+        PriorKind::Normal => ((v - a) / (b * b) * c, c * c / (b * b)),
+        PriorKind::Laplace => ((v - a).signum() / b * c, 0.0),
+        PriorKind::LogNormal => (((v.ln() - a) / (b * b) + 1.0) / v * c, (c / v).powi(2) / (b * b)),
+        PriorKind::LogLaplace => (((v.ln() - a).signum() / b + 1.0) / v * c, 0.0),
+    };
+    (f, g, h)
+}
+
+/// The objective, its gradient and its Gauss-Newton Hessian at scaled
+/// estimated parameters `x`.
+pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<(f64, Vec<f64>, Vec<Vec<f64>>), FitError> {
+    let values = obj.values_from_scaled(x)?;
+    let sens = match obj.sens.get() {
+        Some(s) => s,
+        None => {
+            let s = build(obj)?;
+            // Another thread may have built it meanwhile; either copy is the same.
+            let _ = obj.sens.set(s);
+            obj.sens.get().expect("set just above")
+        }
+    };
+    let estimated = obj.estimated();
+    let mut est = vec![None; values.len()];
+    for (k, &i) in estimated.iter().enumerate() {
+        est[i] = Some(k);
+    }
+    let chains: Vec<f64> = estimated.iter().map(|&i| chain(obj.problem.parameters[i].scale, values[i])).collect();
+
+    let mut pres: Vec<usize> = obj.experiments.iter().filter_map(|e| e.preeq).collect();
+    pres.sort();
+    pres.dedup();
+    let pre_rows: Vec<(usize, Vec<f64>)> =
+        pres.par_iter().map(|&p| sens.preequilibrate(obj, p, &values).map(|r| (p, r))).collect::<Result<_, _>>()?;
+    let n = estimated.len();
+    let acc = obj
+        .experiments
+        .par_iter()
+        .map(|e| {
+            let pre = e.preeq.and_then(|p| pre_rows.iter().find(|(q, _)| *q == p)).map(|(_, r)| r.as_slice());
+            sens.experiment(obj, e, &values, pre, &est, &chains)
+        })
+        .try_reduce(|| Acc::new(n), |a, b| Ok(a.add(b)))?;
+    let mut acc = acc;
+    for (k, &i) in estimated.iter().enumerate() {
+        let p = &obj.problem.parameters[i];
+        if let Some(prior) = p.prior {
+            let (f, g, h) = prior_terms(prior, p.scale, x[k], values[i]);
+            acc.f += f;
+            acc.g[k] += g;
+            acc.h[k * n + k] += h;
+        }
+    }
+    let hess = (0..n).map(|a| acc.h[a * n..(a + 1) * n].to_vec()).collect();
+    Ok((acc.f, acc.g, hess))
+}
