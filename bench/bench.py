@@ -443,11 +443,20 @@ def rate(r):
     return ok / c["seconds"] if c.get("seconds") and ok > 0 else None
 
 
+def parallel_rate(r):
+    """vht's cohort rate on its parallel runner (vht-bench --threads), successful members only."""
+    c = g(r, "cohort_parallel")
+    if not c or not c.get("done") or not c.get("seconds"):
+        return None
+    ok = c["done"] - (c.get("failures") or 0)
+    return ok / c["seconds"] if ok > 0 else None
+
+
 def table(results):
     head = (
         "| model | species | T | load vht / rr / cp (s) | 1 sim vht / rr / cp (ms) | cohort vht / rr / cp (sims/s) "
-        "| cohort × rr | cohort × cp | 1 sim × rr | load × rr | max rel diff vs rr |\n"
-        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|\n"
+        "| cohort × rr | cohort × cp | 1 sim × rr | load × rr | max rel diff vs rr | vht cohort, 2 threads (sims/s) |\n"
+        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for res in results:
@@ -460,7 +469,7 @@ def table(results):
         rs = g(rr, "single", "median_s") if not failed(rr) else None
         diff = g(res, "diff_rr", "max_rel")
         lines.append(
-            "| %s | %s | %g | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %g | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 c["name"],
                 fmt(g(res, "vht_tight", "n_species") or g(v, "n_species"), "n"),
@@ -473,6 +482,7 @@ def table(results):
                 fmt(ratio(rs, vs), "ratio"),
                 fmt(ratio(g(rr, "load_compile_s"), g(v, "load_compile_s")), "ratio"),
                 fmt(diff, "diff"),
+                fmt(parallel_rate(v), "rate"),
             )
         )
     return head + "\n".join(lines) + "\n"

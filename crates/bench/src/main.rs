@@ -65,6 +65,10 @@ struct Args {
     /// How many members to write to `--factors-out` (default: the whole cohort).
     #[arg(long)]
     factors_count: Option<usize>,
+    /// Also run the cohort on this many threads (the parallel cohort runner), as many members as
+    /// the one-thread cohort did times the threads (so about as long); 0 or 1: off.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Print the report as JSON (the only format; accepted for the documented command line).
     #[arg(long)]
     json: bool,
@@ -182,6 +186,21 @@ fn run(a: &Args) -> Result<Json> {
         }
     }
 
+    let parallel = if a.threads > 1 && done > 0 {
+        parallel_cohort(
+            &sim,
+            &with_deadline(),
+            &outputs,
+            &member,
+            &values,
+            k,
+            (done * a.threads).min(a.cohort),
+            a.threads,
+        )?
+    } else {
+        Json::Null
+    };
+
     let stats = first.as_ref().map_or(Json::Null, |t| stats_json(&t.stats, 1));
     let breakdown = if first.is_some() { breakdown(&sim, &outputs, &tc, &overrides, a.repeats) } else { Json::Null };
     Ok(Json::obj([
@@ -222,6 +241,50 @@ fn run(a: &Args) -> Result<Json> {
                 ("sigma", Json::Num(a.sigma)),
             ]),
         ),
+        ("cohort_parallel", parallel),
+    ]))
+}
+
+/// The same cohort members (the first `count`) through `vht_sim::simulate_cohort` on a pool
+/// of `threads` threads. The per-run deadline of `tc` is not used here: it is an instant,
+/// fixed when `tc` was made.
+#[allow(clippy::too_many_arguments)]
+fn parallel_cohort(
+    sim: &Simulator,
+    tc: &TimeCourse,
+    outputs: &vht_sim::Outputs,
+    member: &[(Sym, f64)],
+    values: &[f64],
+    k: usize,
+    count: usize,
+    threads: usize,
+) -> Result<Json> {
+    let tc = TimeCourse { deadline: None, ..tc.clone() };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let t = Instant::now();
+    let summary = pool.install(|| {
+        vht_sim::simulate_cohort(
+            sim,
+            &tc,
+            outputs,
+            count,
+            |m, buf| {
+                buf.extend_from_slice(member);
+                for (j, slot) in buf[..k].iter_mut().enumerate() {
+                    slot.1 = values[m * k + j];
+                }
+            },
+            // Trajectories are dropped as they come: a cohort's memory stays flat.
+            |_, r| drop(std::hint::black_box(r)),
+        )
+    });
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(Json::obj([
+        ("threads", Json::Num(threads as f64)),
+        ("done", Json::Num(count as f64)),
+        ("failures", Json::Num(summary.failures as f64)),
+        ("seconds", Json::Num(seconds)),
+        ("sims_per_s", Json::Num(if seconds > 0.0 { count as f64 / seconds } else { f64::NAN })),
     ]))
 }
 

@@ -23,12 +23,14 @@
 //! Architecture invariant: this crate knows nothing about SBML or any file
 //! format, and nothing about HTTP or storage.
 
+mod cohort;
 mod events;
 mod history;
 mod newton;
 mod run;
 mod simulator;
 
+pub use cohort::{simulate_cohort, CohortSummary};
 pub use run::{simulate, Column, Outputs, SimError, TimeCourse, Trajectory};
 pub use simulator::{BuildError, Simulator};
 pub use vht_solver::{LinearSolver, Stats};

@@ -305,6 +305,7 @@ macro_rules! integrate_with {
             counters: &counters,
             max_steps: options.max_steps,
             tmp: vec![0.0; n],
+            interp: RefCell::new(None),
             _eqn: std::marker::PhantomData,
         };
         Ok(body(&mut it))
@@ -336,12 +337,13 @@ impl Slices for diffsol::FaerVec<f64> {
     }
 }
 
-struct Bdf<'a, 'c, Eqn, M, S> {
+struct Bdf<'a, 'c, Eqn: diffsol::Op, M, S> {
     solver: M,
     sys: &'c S,
     counters: &'c Counters,
     max_steps: usize,
     tmp: Vec<f64>,
+    interp: RefCell<Option<Eqn::V>>,
     _eqn: std::marker::PhantomData<&'a Eqn>,
 }
 
@@ -392,7 +394,10 @@ where
     }
 
     fn interpolate(&self, t: f64, out: &mut [f64]) -> Result<(), SolveError> {
-        let v = self.solver.interpolate(t).map_err(|e| SolveError::Failed { t, reason: e.to_string() })?;
+        // Into a vector kept between calls: outputs interpolate at every row.
+        let mut v = self.interp.borrow_mut();
+        let v = v.get_or_insert_with(|| self.solver.state().y.clone());
+        self.solver.interpolate_inplace(t, v).map_err(|e| SolveError::Failed { t, reason: e.to_string() })?;
         out.copy_from_slice(v.slice());
         Ok(())
     }

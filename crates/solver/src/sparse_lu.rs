@@ -291,7 +291,7 @@ impl SparseLu {
             if self.pinv[k] == NONE && self.mark[k] == self.stamp && self.x[k].abs() >= PIVOT_TOL * amax {
                 ipiv = k;
             }
-            if ipiv == NONE || !(amax > 0.0) || !amax.is_finite() {
+            if ipiv == NONE || amax <= 0.0 || !amax.is_finite() {
                 return Err(Singular { column: k });
             }
             let pivot = self.x[ipiv];
