@@ -589,7 +589,7 @@ async fn create_twin(State(app): AppState, caller: Caller, bytes: Bytes) -> R {
     crate::sim::overrides(&c.sim.model, &b.parameters)
         .map_err(|e| ApiError::unprocessable(format!("parameters: {e}")))?;
     for (k, sd) in &b.uncertainty {
-        if !b.parameters.contains_key(k) || !(sd.is_finite() && *sd >= 0.0) {
+        if !(b.parameters.contains_key(k) && sd.is_finite() && *sd >= 0.0) {
             return Err(ApiError::unprocessable(format!(
                 "uncertainty.{k}: must be a fitted parameter with a standard deviation >= 0"
             )));

@@ -67,6 +67,13 @@ impl TestServer {
         TestServer { addr: server.addr, url, rt, server: Some(server), data }
     }
 
+    /// Graceful shutdown now (the folder stays until drop).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+
     pub fn app(&self) -> &vht_server::App {
         &self.server.as_ref().expect("running").app
     }

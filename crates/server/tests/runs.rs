@@ -1,0 +1,143 @@
+//! Runs: cancellation (queued and running), shutdown puts a running job
+//! back, twins and their predictions, metrics and readiness.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, ADMIN};
+use serde_json::{json, Value};
+
+fn model(s: &TestServer) -> String {
+    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", common::repressilator());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// A public cohort large enough to run for several seconds in a debug build.
+fn long_run(s: &TestServer, model: &str) -> String {
+    let project = s.call("POST", "/api/projects", Some(ADMIN), Some(&json!({"name": "p"}))).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rows: Vec<Value> = (0..20000).map(|i| json!({"tau_mRNA": 1.0 + (i % 100) as f64 * 0.01})).collect();
+    let d = s.call(
+        "POST",
+        "/api/datasets",
+        Some(ADMIN),
+        Some(&json!({"name": "big", "project": project, "classification": "public", "rows": rows})),
+    );
+    let ds = d.json()["id"].as_str().unwrap().to_string();
+    let r = s.call(
+        "POST",
+        "/api/runs",
+        Some(ADMIN),
+        Some(&json!({"kind": "simulate", "model": model, "dataset": ds, "project": project, "params": {"end": 1000, "points": 3}})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+fn wait_status(s: &TestServer, id: &str, want: &str, limit: Duration) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let v = s.call("GET", &format!("/api/runs/{id}"), Some(ADMIN), None).json();
+        if v["status"] == want {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "run {id}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn queued_and_running_runs_can_be_cancelled() {
+    let s = TestServer::start(None, |c| c.lease_secs = 1);
+    let m = model(&s);
+    let running = long_run(&s, &m);
+    wait_status(&s, &running, "running", Duration::from_secs(30));
+    // The only worker is busy: this one stays queued until cancelled.
+    let queued = s.call("POST", "/api/runs", Some(ADMIN), Some(&json!({"kind": "simulate", "model": m}))).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.call("POST", &format!("/api/runs/{queued}/cancel"), Some(ADMIN), None);
+    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("cancelled")));
+    let r = s.call("POST", &format!("/api/runs/{running}/cancel"), Some(ADMIN), None);
+    assert_eq!(r.json()["status"], "running", "a running job stops at its next check");
+    let v = wait_status(&s, &running, "cancelled", Duration::from_secs(30));
+    assert_eq!(v["completions"], 1);
+    assert_eq!(v["artifacts"], json!([]));
+    let q = s.call("GET", &format!("/api/runs/{queued}"), Some(ADMIN), None).json();
+    assert_eq!((q["status"].clone(), q["attempts"].clone()), (json!("cancelled"), json!(0)), "never ran");
+    let r = s.call("POST", &format!("/api/runs/{queued}/cancel"), Some(ADMIN), None);
+    assert_eq!(r.json()["status"], "cancelled", "cancelling twice is harmless");
+}
+
+#[test]
+fn shutdown_puts_a_running_job_back_in_the_queue() {
+    let mut s = TestServer::start(None, |c| {
+        c.grace_secs = 0;
+        c.lease_secs = 1;
+    });
+    let m = model(&s);
+    let id = long_run(&s, &m);
+    wait_status(&s, &id, "running", Duration::from_secs(30));
+    let url = s.url.clone();
+    s.stop();
+    let status: String = s.rt.block_on(async {
+        let db = vht_server::db::Db::connect(&url, 1).await.unwrap();
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1").bind(&id).fetch_one(&db.pool).await.unwrap()
+    });
+    assert_eq!(status, "queued");
+}
+
+#[test]
+fn a_twin_predicts_with_bands_that_contain_the_fitted_trajectory() {
+    let s = TestServer::start(None, |_| {});
+    let m = model(&s);
+    let (_, clinician) = s.user("cli", "clinician");
+    let body = json!({
+        "name": "patient 7", "model": m,
+        "parameters": {"tau_mRNA": 2.2, "tau_prot": 11.0},
+        "uncertainty": {"tau_mRNA": 0.1},
+        "provenance": {"data": "synthetic", "sha256": "00"}
+    });
+    let r = s.call("POST", "/api/twins", Some(&clinician), Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let t = s.call("GET", &format!("/api/twins/{id}"), Some(&clinician), None).json();
+    assert_eq!(t["parameters"]["tau_mRNA"], 2.2);
+    let req = json!({"end": 200, "points": 21, "select": ["PX"], "samples": 20, "seed": 7});
+    let p = s.call("POST", &format!("/api/twins/{id}/predict"), Some(&clinician), Some(&req));
+    assert_eq!(p.status, 200, "{}", p.text());
+    let p = p.json();
+    assert_eq!(p["samples"], 20);
+    let px = &p["series"]["PX"];
+    let (fit, low, high) =
+        (px["fitted"].as_array().unwrap(), px["low"].as_array().unwrap(), px["high"].as_array().unwrap());
+    assert_eq!(fit.len(), 21);
+    assert!(low.iter().zip(high).all(|(l, h)| l.as_f64() <= h.as_f64()));
+    assert!(
+        low.iter().zip(high).skip(5).any(|(l, h)| h.as_f64().unwrap() - l.as_f64().unwrap() > 1e-6),
+        "a band, not a line"
+    );
+    // Seeded: the same request gives the same bands.
+    let again = s.call("POST", &format!("/api/twins/{id}/predict"), Some(&clinician), Some(&req)).json();
+    assert_eq!(again["series"], p["series"]);
+    // A parameter the model does not have is refused.
+    let bad = json!({"name": "x", "model": m, "parameters": {"nope": 1.0}});
+    assert_eq!(s.call("POST", "/api/twins", Some(&clinician), Some(&bad)).status, 422);
+}
+
+#[test]
+fn metrics_and_readiness() {
+    let s = TestServer::start(None, |_| {});
+    assert_eq!(s.call("GET", "/api/ready", None, None).json(), json!({"ready": true}));
+    s.call("GET", "/api/models", None, None);
+    let m = s.call("GET", "/metrics", None, None);
+    assert!(m.header("content-type").unwrap_or("").starts_with("text/plain"));
+    let text = m.text();
+    assert!(text.contains("vht_http_requests_total{method=\"GET\",route=\"/api/models\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("vht_http_request_duration_seconds_bucket{route=\"/api/models\",le=\"+Inf\"} 1"), "{text}");
+    assert!(text.contains("# TYPE vht_jobs gauge"));
+}
