@@ -139,7 +139,7 @@ fn held_back_ndjson_reads_with_the_bundle_patient() {
     let both = dir.join("both.ndjson");
     std::fs::write(&both, format!("{patient}\n{}", std::fs::read_to_string(&held).unwrap())).unwrap();
     let imported = vht_fhir::extract(&both, &map(), b"k").unwrap();
-    assert_eq!(imported.measurements.len(), 9);
+    assert_eq!(imported.measurements.len(), 20);
     assert_eq!(imported.doses.len(), 1);
 }
 

@@ -1,0 +1,69 @@
+//! The FHIR example end to end, short: synthesise the patient, create the
+//! twin (4 starts), predict the held-back lunch, and check that the held-back
+//! measurements fall inside the 95% bands of a new measurement.
+
+use std::path::{Path, PathBuf};
+
+use vht_fhir::synth::{self, SynthConfig};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn twin_predicts_held_back_lunch() {
+    let dir = std::env::temp_dir().join(format!("vht-twin-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = SynthConfig::patient_001(root().join("examples/models/dallaman2007_meal.xml"));
+    let s = synth::generate(&cfg).unwrap();
+    let (bundle, held) = (dir.join("patient-001.json"), dir.join("heldback.ndjson"));
+    synth::write(&s, &bundle, &held, &dir.join("truth.tsv")).unwrap();
+
+    let key = b"e2e test key";
+    let twin_dir = dir.join("twin");
+    let opts = vht_twin::CreateOptions { starts: 4, seed: 7, ..Default::default() };
+    let twin = vht_twin::create(&bundle, &root().join("examples/twins/map.toml"), None, key, &twin_dir, &opts).unwrap();
+    println!("fit: {:?}", twin.fit);
+    for p in &twin.parameters {
+        println!("{} = {:.4} ({:.4} to {:.4}), true {}", p.id, p.value, p.ci95[0], p.ci95[1], cfg.parameters[&p.id]);
+    }
+    assert!(twin.fit.at_best >= 1 && twin.fit.failed < 4, "{:?}", twin.fit);
+    // The data determine insulin sensitivity: its interval holds the truth.
+    let vmx = twin.parameters.iter().find(|p| p.id == "V_mX").unwrap();
+    assert!(vmx.ci95[0] <= 0.028 && 0.028 <= vmx.ci95[1], "{vmx:?}");
+    assert_eq!(twin.provenance.inputs.len(), 3);
+    assert_eq!(twin.provenance.inputs[0].sha256, vht_twin::sha256_file(&bundle).unwrap());
+
+    let lunch = vht_twin::parse_intervention("oral-glucose=60 g@300").unwrap();
+    let po = vht_twin::PredictOptions { end: 500.0, step: 5.0, samples: 100, seed: 3, level: 0.95 };
+    let pred = vht_twin::predict(&twin_dir, &[lunch], &po).unwrap();
+    assert_eq!(pred.rows.len(), 2 * 101);
+    let cov = vht_twin::check(&twin_dir, &bundle, &held, key, &pred).unwrap();
+    for r in &cov.rows {
+        let pr = pred.rows.iter().find(|x| x.observable == r.observable && x.time == r.time).unwrap();
+        let truth = s.truth.iter().find(|(o, t, _)| *o == r.observable && *t == r.time).unwrap().2;
+        println!(
+            "{} t={} {:.1} in [{:.1}, {:.1}] {}; truth {truth:.1}, best {:.1}, observable band [{:.1}, {:.1}]",
+            r.observable, r.time, r.value, r.lower, r.upper, r.inside, pr.best, pr.lower, pr.upper
+        );
+    }
+    println!("coverage {}/{}", cov.inside, cov.total);
+    // 20 held-back points (13 glucose, 7 insulin after the lunch). The bands
+    // from the Laplace approximation under-cover a little: over synthetic
+    // patients 1 to 8 (examples/calibration.rs) 14 to 20 of 20 points were
+    // inside, 143 of 160 pooled (89%, nominal 95%), and patient 001 is the
+    // lowest at 14. This pins that: fewer means the twin got worse.
+    assert_eq!(cov.total, 20);
+    assert!(cov.inside >= 14, "{} of {} held-back measurements inside the 95% bands", cov.inside, cov.total);
+    // Without the lunch, the post-lunch glucose is not predicted: the check can fail.
+    let none = vht_twin::predict(&twin_dir, &[], &po).unwrap();
+    let cov0 = vht_twin::check(&twin_dir, &bundle, &held, key, &none).unwrap();
+    println!("coverage without the lunch {}/{}", cov0.inside, cov0.total);
+    assert!(cov0.inside < cov.inside, "{} without the lunch against {} with it", cov0.inside, cov.inside);
+    // The wrong key is another patient.
+    assert!(matches!(
+        vht_twin::check(&twin_dir, &bundle, &held, b"other key", &pred),
+        Err(vht_twin::TwinError::OtherPatient { .. })
+    ));
+}
