@@ -12,6 +12,9 @@ import { chromium } from "playwright-core";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { createRequire } from "node:module";
+
+const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const base = (process.env.VHT_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
 const out = process.env.E2E_OUT ?? "target/e2e";
@@ -38,6 +41,17 @@ function check(cond, what, seen) {
     console.log(`FAIL ${what}${seen === undefined ? "" : `: saw ${typeof seen === "string" ? seen : JSON.stringify(seen)}`}`);
   }
   return cond;
+}
+
+/** Runs axe-core (WCAG 2 A/AA rules) on the page; serious and critical violations fail. */
+async function accessibility(page, what) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.nodes.length}): ${v.nodes[0]?.target?.join(" ")}`);
+  });
+  check(result.length === 0, `${what}: no serious accessibility violations (axe-core, WCAG 2 AA)`, result);
 }
 
 /** Counts the canvas pixels close to a series colour (the first series is #0072B2). */
@@ -98,6 +112,7 @@ async function signedIn(page, token, modelId) {
     .then(() => true, () => false);
   check(trialDone, "the example trial run succeeds (seen in the self-refreshing list)");
   await page.screenshot({ path: path.join(out, "runs.png") });
+  await accessibility(page, "runs list");
   if (!trialDone) return;
 
   // 9. The trial report: a per-arm table and the plots.
@@ -111,6 +126,7 @@ async function signedIn(page, token, modelId) {
     .then(() => true, () => false);
   check(plots, "the trial report shows its SVG plots");
   await page.screenshot({ path: path.join(out, "trial.png"), fullPage: true });
+  await accessibility(page, "trial report");
 }
 
 async function main() {
@@ -158,6 +174,7 @@ async function main() {
     const title = await page.textContent("h1");
     check(title?.includes("catalogue"), "catalogue page has its heading", title);
     await page.screenshot({ path: path.join(out, "catalogue.png") });
+    await accessibility(page, "catalogue");
 
     // 2. Search narrows the list (keyboard only: type and press Enter).
     await page.fill("#q", "repressilator");
@@ -214,6 +231,7 @@ async function main() {
     await fig2.scrollIntoViewIfNeeded();
     await page.evaluate(() => document.querySelector("#sim")?.closest("section")?.scrollIntoView());
     await page.screenshot({ path: path.join(out, "simulation.png") });
+    await accessibility(page, "model page with a plot");
 
     if (TOKEN_FILE) await signedIn(page, fs.readFileSync(TOKEN_FILE, "utf8").trim(), target.id);
     else console.log("(E2E_TOKEN_FILE not set: the signed-in steps are not run)");
