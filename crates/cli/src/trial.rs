@@ -133,6 +133,7 @@ fn clock(d: Duration) -> String {
 }
 
 fn run_trial(a: RunArgs) -> Result<()> {
+    let t0 = Instant::now();
     let mut plan = load(&a.spec)?;
     plan.spec.output.trajectories |= a.trajectories;
     let opts = vht_trial::store::RunOptions {
@@ -151,7 +152,20 @@ fn run_trial(a: RunArgs) -> Result<()> {
         eprintln!("resumed: {} of {} shards were already finished", outcome.shards_skipped, outcome.shards);
     }
     eprintln!("wrote {} (report.md, summary.json, patients.parquet, plots)", a.out.display());
+    eprintln!(
+        "wall time {:.1} s, peak resident memory {}",
+        t0.elapsed().as_secs_f64(),
+        peak_rss().map_or("unknown".into(), |mb| format!("{mb:.0} MB"))
+    );
     Ok(())
+}
+
+/// The process's peak resident set (Linux: VmHWM in /proc/self/status), in MB.
+fn peak_rss() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn load(spec: &std::path::Path) -> Result<vht_trial::plan::Plan> {

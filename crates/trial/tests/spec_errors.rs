@@ -238,3 +238,49 @@ fn impossible_constraint_stops_with_the_screening_statistics() {
     let err = vht_trial::run::run_in_memory(&plan, 1).err().map(|e| e.to_string()).unwrap_or_default();
     expect!["only 0 plausible candidates of the 10 wanted after 40 tried (0 failed to simulate; 'G >= 20 at t = 0' rejected 40); widen the constraints, change the distributions or raise population.max_candidates"].assert_eq(&err);
 }
+
+#[test]
+fn unknown_constraint_variable() {
+    let text =
+        BASE.replacen("[[arms]]", "[[population.constraints]]\nvariable = \"Gp\"\ntime = 0\nmin = 1\n\n[[arms]]", 1);
+    check(&text, expect!["../../examples/trials/meal/case.toml:17: population.constraints[0].variable: 'Gp' is not in the model ../../examples/trials/meal/../../models/dallaman2007_meal.xml (nearest: 'EGP', 'G', 'G_p')"]);
+}
+
+#[test]
+fn unknown_assignment() {
+    check(
+        &format!("assignment = \"random\"\n{BASE}"),
+        expect![[
+            r#"../../examples/trials/meal/case.toml:1: assignment: unknown assignment 'random' (expected "crossover" or "randomised")"#
+        ]],
+    );
+}
+
+#[test]
+fn sobol_of_an_unknown_endpoint() {
+    check(&format!("{BASE}\n[analysis.sobol]\nendpoints = [\"Gmax\"]\n"), expect!["../../examples/trials/meal/case.toml:25: analysis.sobol.endpoints[0]: 'Gmax' is not an endpoint (nearest: 'G_max')"]);
+}
+
+#[test]
+fn sobol_with_too_few_samples() {
+    check(
+        &format!("{BASE}\n[analysis.sobol]\nsamples = 4\n"),
+        expect!["../../examples/trials/meal/case.toml:25: analysis.sobol.samples: must be between 16 and 2^24"],
+    );
+}
+
+#[test]
+fn missing_covariate_table() {
+    let text = BASE.replacen("[[arms]]", "[population.covariates]\nfile = \"nothere.csv\"\n\n[[arms]]", 1);
+    check(&text, expect!["../../examples/trials/meal/case.toml:17: population.covariates.file: cannot read ../../examples/trials/meal/nothere.csv: No such file or directory (os error 2)"]);
+}
+
+#[test]
+fn endpoint_with_neither_variable_nor_expression() {
+    check(&edit("variable = \"G\"\n", ""), expect!["../../examples/trials/meal/case.toml:19: endpoints[0].variable: an endpoint needs either variable (a model id) or expression (a formula over model ids)"]);
+}
+
+#[test]
+fn unknown_output_variable() {
+    check(&format!("{BASE}\n[output]\ntrajectories = true\nvariables = [\"G\", \"Ipp\"]\n"), expect!["../../examples/trials/meal/case.toml:26: output.variables: 'Ipp' is not in the model ../../examples/trials/meal/../../models/dallaman2007_meal.xml (nearest: 'I_p', 'EGP', 'G_p')"]);
+}
