@@ -1,9 +1,11 @@
 //! `vht`: the OpenVHT command line.
 
+mod fhir;
 mod fit;
 mod parquet_out;
 mod serve;
 mod trial;
+mod twin;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,6 +33,10 @@ enum Command {
     Fit(fit::FitArgs),
     /// In silico trials: virtual populations, treatment arms, endpoints.
     Trial(trial::TrialArgs),
+    /// Clinical data in: FHIR R4 to a PEtab problem; the synthetic patient.
+    Fhir(fhir::FhirArgs),
+    /// Personalised twins: fit to a patient's FHIR data, predict with bands.
+    Twin(twin::TwinArgs),
     /// The platform: HTTP API, web UI, catalogue, job workers (see crates/server/README.md).
     Serve(serve::ServeArgs),
     /// A job worker on the platform's shared database (no HTTP).
@@ -106,6 +112,8 @@ fn main() {
         Command::Conformance(a) => conformance(a),
         Command::Fit(a) => fit::run(a),
         Command::Trial(a) => trial::run(a),
+        Command::Fhir(a) => fhir::run(a),
+        Command::Twin(a) => twin::run(a),
         Command::Serve(a) => serve::serve(a),
         Command::Worker(a) => serve::worker(a),
     };
