@@ -16,6 +16,7 @@ export function importPage(main: HTMLElement, _p: Record<string, string>, query:
     h("option", { value: "petab" }, "PEtab problem (zip)"),
   );
   const model = h("input", { id: "imp-model", value: query.get("model") ?? "", placeholder: "new model" });
+  const visibility = h("select", { id: "imp-vis" }, h("option", { value: "public" }, "public"), h("option", { value: "private" }, "private (you and administrators)"));
   const msg = h("div", { "aria-live": "polite" });
   const btn = h("button", { type: "submit", class: "primary" }, "Import");
   const field = (id: string, label: string, el: HTMLElement) => h("div", { class: "field" }, h("label", { for: id }, label), el);
@@ -38,13 +39,26 @@ export function importPage(main: HTMLElement, _p: Record<string, string>, query:
           const name = f.name.toLowerCase();
           const k = kind.value !== "auto" ? kind.value : name.endsWith(".omex") ? "omex" : name.endsWith(".zip") ? "petab" : "sbml";
           const type = k === "sbml" ? "application/sbml+xml" : k === "omex" ? "application/omex" : "application/zip";
-          const qs = new URLSearchParams();
-          if (k === "petab") qs.set("kind", "petab");
+          const qs = new URLSearchParams({ kind: k });
           if (model.value.trim()) qs.set("model", model.value.trim());
+          qs.set("visibility", visibility.value);
+          // The file name makes the server's error messages point at the right file.
+          qs.set("name", f.name);
           btn.disabled = true;
           try {
-            const r = await api<{ id: string; version: string }>(`/api/models${qs.toString() ? `?${qs}` : ""}`, { raw: { data: f, type } });
-            mount(msg, h("p", { class: "ok" }, "Imported as ", h("a", { href: `#/models/${encodeURIComponent(r.id)}` }, r.id), ", version ", h("span", { class: "mono" }, r.version), "."));
+            const r = await api<{ id: string; version: string; created?: boolean }>(`/api/models?${qs}`, { raw: { data: f, type } });
+            mount(
+              msg,
+              h(
+                "p",
+                { class: "ok", id: "import-result" },
+                r.created === false ? "Already in the catalogue (identical content): " : "Imported as ",
+                h("a", { href: `#/models/${encodeURIComponent(r.id)}` }, r.id),
+                ", version ",
+                h("span", { class: "mono" }, r.version.slice(0, 12)),
+                ".",
+              ),
+            );
           } catch (e) {
             mount(msg, errorBox(e));
           } finally {
@@ -52,7 +66,7 @@ export function importPage(main: HTMLElement, _p: Record<string, string>, query:
           }
         },
       },
-      h("div", { class: "row" }, field("imp-file", "File", file), field("imp-kind", "Format", kind), field("imp-model", "Model id (for a new version)", model), h("div", { class: "field buttons" }, btn)),
+      h("div", { class: "row" }, field("imp-file", "File", file), field("imp-kind", "Format", kind), field("imp-model", "Model id (for a new version)", model), field("imp-vis", "Visibility", visibility), h("div", { class: "field buttons" }, btn)),
       msg,
     ),
   );
