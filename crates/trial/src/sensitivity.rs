@@ -103,7 +103,7 @@ pub fn estimate(
         (0..bootstrap as u64)
             .into_par_iter()
             .map(|k| {
-                let mut rng = Rng::stream(mix(seed ^ 0x50b0_1), k, 3);
+                let mut rng = Rng::stream(mix(seed ^ 0x0005_0b01), k, 3);
                 point(&mut (0..m).map(|_| keep[rng.below(m) as usize]))
             })
             .collect()

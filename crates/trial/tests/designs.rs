@@ -23,6 +23,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+// The error type is large by design (it carries the spec location).
+#[allow(clippy::result_large_err)]
 fn plan(text: &str, path: &Path) -> Result<Plan, vht_trial::error::TrialError> {
     Spec::parse(text, path).and_then(|s| Plan::with_model(s, decay(), vec![], 0))
 }
