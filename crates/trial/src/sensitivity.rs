@@ -10,7 +10,9 @@
 //! That is `n (d + 2)` evaluations. With `V` the variance of all `f(A)` and
 //! `f(B)`:
 //! - first order (Saltelli 2010, table 2 (b)):
-//!   `S_i = mean(f(B) (f(AB_i) - f(A))) / V`;
+//!   `S_i = mean(f(B) (f(AB_i) - f(A))) / V`, with `f` centred on the mean
+//!   of `f(A)` and `f(B)` first (same expectation, much smaller variance
+//!   when the output's mean is large against its spread);
 //! - total (Jansen 1999, table 2 (f)):
 //!   `ST_i = mean((f(A) - f(AB_i))^2) / (2 V)`.
 //!
@@ -89,7 +91,10 @@ pub fn estimate(
         let var = rows.iter().map(|&j| (fa[j] - mean).powi(2) + (fb[j] - mean).powi(2)).sum::<f64>() / (2.0 * n - 1.0);
         fab.iter()
             .map(|f| {
-                let v1 = rows.iter().map(|&j| fb[j] * (f[j] - fa[j])).sum::<f64>() / n;
+                // f(B) centred: the same expectation (f(AB_i) - f(A) has
+                // mean zero), far less variance when the output's mean is
+                // large against its spread (as SALib does).
+                let v1 = rows.iter().map(|&j| (fb[j] - mean) * (f[j] - fa[j])).sum::<f64>() / n;
                 let vt = rows.iter().map(|&j| (fa[j] - f[j]).powi(2)).sum::<f64>() / (2.0 * n);
                 (v1 / var, vt / var)
             })
