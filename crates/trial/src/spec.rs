@@ -665,11 +665,11 @@ impl Spec {
                 let o = o.get_ref();
                 let patients = match &o.patients {
                     None => 100,
-                    Some(n) if *n.get_ref() == 0 || *n.get_ref() > 100_000 => {
+                    Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000 => {
                         return Err(ctx.err(
                             n.span(),
                             "output.patients",
-                            "must be from 1 to 100000 (trajectories are a sample, not the whole trial)",
+                            "must be from 1 to 10000 (trajectories are a sample, held in memory, not the whole trial)",
                         ))
                     }
                     Some(n) => *n.get_ref(),
