@@ -663,17 +663,16 @@ impl Spec {
             None => Output { trajectories: false, patients: 100, variables: vec![], variables_at: None },
             Some(o) => {
                 let o = o.get_ref();
-                let patients = match &o.patients {
-                    None => 100,
-                    Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000 => {
-                        return Err(ctx.err(
+                let patients =
+                    match &o.patients {
+                        None => 100,
+                        Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000 => return Err(ctx.err(
                             n.span(),
                             "output.patients",
                             "must be from 1 to 10000 (trajectories are a sample, held in memory, not the whole trial)",
-                        ))
-                    }
-                    Some(n) => *n.get_ref(),
-                };
+                        )),
+                        Some(n) => *n.get_ref(),
+                    };
                 let (variables, variables_at) = match &o.variables {
                     None => (vec![], None),
                     Some(v) => (v.get_ref().clone(), Some(ctx.loc(v.span(), "output.variables"))),
