@@ -432,7 +432,12 @@ pub async fn version(app: &App, model: &str, version: &str) -> Result<Version, A
         .fetch_optional(&app.db.pool)
         .await?
     } else {
-        let pattern = format!("{}%", version.replace(|c: char| !c.is_ascii_hexdigit(), ""));
+        // A prefix of at least 6 hex digits; anything else names no version
+        // (and must not turn into a pattern that matches every version).
+        if version.len() < 6 || !version.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::not_found(format_args!("version '{version}' of model '{model}'")));
+        }
+        let pattern = format!("{}%", version.to_ascii_lowercase());
         let mut rows = sqlx::query("SELECT * FROM model_versions WHERE model_id = $1 AND hash LIKE $2 LIMIT 2")
             .bind(model)
             .bind(pattern)

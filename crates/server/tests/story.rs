@@ -35,6 +35,12 @@ fn story(s: &TestServer) {
     assert_eq!(m["versions"].as_array().map(Vec::len), Some(2));
     let old = s.call("GET", &format!("/api/models/{id}/versions/{v1}/sbml"), None, None);
     assert_eq!(old.body, common::repressilator(), "a version is immutable");
+    let by_prefix = s.call("GET", &format!("/api/models/{id}/versions/{}", &v1[..8]), None, None).json();
+    assert_eq!(by_prefix["version"], json!(v1));
+    for bad in ["zzzzzzzz", "", "%25", "abc"] {
+        let r = s.call("GET", &format!("/api/models/{id}/versions/{bad}/sbml"), None, None);
+        assert_eq!(r.status, 404, "version '{bad}'");
+    }
 
     // Search by words of the name, an author, an annotation; a missing word finds nothing.
     for (q, n) in [("repressilator", 1), ("le novère", 1), ("go:0040029", 1), ("repressilator zebra", 0), ("100%_", 0)]
