@@ -42,6 +42,12 @@ struct CreateArgs {
     seed: u64,
     #[arg(long, default_value_t = 200)]
     max_iterations: usize,
+    /// Posterior for the bands: MCMC draws (stored in twin.json) or only the Laplace approximation.
+    #[arg(long, default_value = "mcmc", value_parser = ["mcmc", "laplace"])]
+    posterior: String,
+    /// MCMC steps per chain (2 chains; the first fifth is burn-in).
+    #[arg(long, default_value_t = 1500)]
+    mcmc_steps: usize,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +107,12 @@ fn create(a: CreateArgs) -> Result<()> {
         max_iterations: a.max_iterations,
         threads: None,
         progress: true,
+        posterior: (a.posterior == "mcmc").then(|| vht_twin::McmcOptions {
+            steps: a.mcmc_steps,
+            burn_in: a.mcmc_steps / 5,
+            seed: a.seed,
+            ..Default::default()
+        }),
     };
     let twin = vht_twin::create(&a.patient, &a.map, a.model.as_deref(), &key, &a.out, &opts)?;
     for w in &twin.provenance.warnings {
@@ -112,7 +124,16 @@ fn create(a: CreateArgs) -> Result<()> {
         twin.pseudonym, twin.provenance.measurements, f.starts, f.seed, f.converged, f.failed, f.at_best, f.objective, f.seconds
     );
     for p in &twin.parameters {
-        println!("  {} = {:.6} (95% {:.6} to {:.6})", p.id, p.value, p.ci95[0], p.ci95[1]);
+        println!("  {} = {:.6} (Laplace 95% {:.6} to {:.6})", p.id, p.value, p.ci95[0], p.ci95[1]);
+    }
+    if let Some(post) = &twin.posterior {
+        println!(
+            "posterior: {} chains x {} steps, acceptance {:.2}, {} draws kept",
+            post.chains,
+            post.steps,
+            post.acceptance,
+            post.draws.len()
+        );
     }
     println!("-> {}", a.out.join("twin.json").display());
     Ok(())

@@ -3,7 +3,8 @@
 //!
 //! [`create`] = FHIR import ([`vht_fhir`]) + multistart fit ([`vht_fit::fit`])
 //! + the Gauss-Newton Hessian at the optimum (the Laplace approximation of
-//! the posterior) + provenance (SHA-256 of every input, the pseudonym, the
+//! the posterior) + posterior draws by MCMC started from it ([`posterior`])
+//! + provenance (SHA-256 of every input, the pseudonym, the
 //! tool version, the date, the fit settings), written as a twin folder:
 //!
 //! ```text
@@ -18,15 +19,19 @@
 //! and gives, per observable and time, the prediction at the estimate, the
 //! median and the 95% band of the observable (parameter uncertainty), and
 //! the 95% band of a new measurement (parameter uncertainty plus the noise
-//! model), from seeded draws of the Laplace approximation
+//! model), from the twin's MCMC draws, or, for a twin made without them,
+//! from seeded draws of the Laplace approximation
 //! ([`vht_fit::prediction_bands`]). [`check`] compares held-back
-//! measurements with the bands.
+//! measurements with the bands. Measured calibration (examples/calibration.rs,
+//! 20 synthetic patients, 400 held-back points): 92.0% inside the nominal 95%
+//! bands with MCMC draws, 90.5% with the Laplace approximation.
 //!
 //! Architecture invariant: knows twins (what is stored, how a prediction is
 //! asked for); FHIR and units are `vht_fhir`'s, likelihoods and optimisers
 //! `vht_fit`'s. No HTTP, no storage beyond the twin folder.
 
 mod intervention;
+pub mod posterior;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +43,7 @@ use vht_fhir::sbml::{num, SbmlText};
 use vht_fhir::{Covariate, MapFile, ModelDose};
 
 pub use intervention::{parse_intervention, Intervention};
+pub use posterior::{McmcOptions, Posterior};
 
 /// The format tag of twin.json.
 pub const FORMAT: &str = "openvht-twin/1";
@@ -75,11 +81,21 @@ pub struct CreateOptions {
     pub max_iterations: usize,
     pub threads: Option<usize>,
     pub progress: bool,
+    /// Sample the posterior by MCMC (predictions then use its draws); `None`:
+    /// only the Laplace approximation.
+    pub posterior: Option<McmcOptions>,
 }
 
 impl Default for CreateOptions {
     fn default() -> Self {
-        CreateOptions { starts: 20, seed: 0, max_iterations: 200, threads: None, progress: false }
+        CreateOptions {
+            starts: 20,
+            seed: 0,
+            max_iterations: 200,
+            threads: None,
+            progress: false,
+            posterior: Some(McmcOptions::default()),
+        }
     }
 }
 
@@ -150,6 +166,9 @@ pub struct Twin {
     pub x_hat: Vec<f64>,
     pub hessian: Vec<Vec<f64>>,
     pub covariance: Vec<Vec<f64>>,
+    /// Posterior draws by MCMC, when the twin was made with them.
+    #[serde(default)]
+    pub posterior: Option<Posterior>,
     pub initial: BTreeMap<String, f64>,
     pub doses: Vec<ModelDose>,
     pub covariates: Vec<Covariate>,
@@ -263,6 +282,10 @@ pub fn create(
             }
         })
         .collect();
+    let posterior = match &options.posterior {
+        Some(o) => Some(posterior::sample(&objective, &best.x, &cov, o)?),
+        None => None,
+    };
     let count = |f: fn(&vht_fit::StartStatus) -> bool| result.starts.iter().filter(|s| f(&s.status)).count();
     let twin = Twin {
         format: FORMAT.into(),
@@ -274,6 +297,7 @@ pub fn create(
         x_hat: best.x.clone(),
         hessian,
         covariance: cov,
+        posterior,
         initial: map.map.initial.clone(),
         doses: imported.doses.clone(),
         covariates: imported.covariates.clone(),
@@ -411,33 +435,63 @@ pub fn predict(dir: &Path, interventions: &[Intervention], options: &PredictOpti
     let n = (options.end / options.step).round() as usize;
     let mut times: Vec<f64> = (0..=n).map(|i| (i as f64 * options.step).min(options.end)).collect();
     times.dedup();
-    let bo = |include_noise| vht_fit::BandOptions {
-        samples: options.samples,
-        seed: options.seed,
-        level: options.level,
-        include_noise,
-    };
-    let params = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(false))?;
-    let measured = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(true))?;
     let unit =
         |obs: &str| map.map.observations.iter().find(|o| o.observable == obs).map_or(String::new(), |o| o.unit.clone());
     let mut rows = Vec::new();
-    for (p, m) in params.bands.iter().zip(&measured.bands) {
-        for i in 0..p.times.len() {
-            rows.push(PredictionRow {
-                observable: p.observable.clone(),
-                unit: unit(&p.observable),
-                time: p.times[i],
-                best: p.best[i],
-                median: p.median[i],
-                lower: p.lower[i],
-                upper: p.upper[i],
-                measured_lower: m.lower[i],
-                measured_upper: m.upper[i],
-            });
+    let failed;
+    match &twin.posterior {
+        // MCMC draws: `samples` of them, evenly spread over the stored ones.
+        Some(post) if !post.draws.is_empty() => {
+            let n = options.samples.min(post.draws.len()).max(1);
+            let draws: Vec<Vec<f64>> = (0..n).map(|i| post.draws[i * post.draws.len() / n].clone()).collect();
+            let best = objective.predict(&twin.x_hat, Some(&times))?;
+            let (p, f1) = posterior::bands(&objective, &draws, &times, options.level, false, options.seed)?;
+            let (m, f2) = posterior::bands(&objective, &draws, &times, options.level, true, options.seed)?;
+            failed = f1.max(f2);
+            for ((p, m), b) in p.iter().zip(&m).zip(&best) {
+                for i in 0..p.times.len() {
+                    rows.push(PredictionRow {
+                        observable: p.observable.clone(),
+                        unit: unit(&p.observable),
+                        time: p.times[i],
+                        best: b.values[i],
+                        median: p.median[i],
+                        lower: p.lower[i],
+                        upper: p.upper[i],
+                        measured_lower: m.lower[i],
+                        measured_upper: m.upper[i],
+                    });
+                }
+            }
+        }
+        _ => {
+            let bo = |include_noise| vht_fit::BandOptions {
+                samples: options.samples,
+                seed: options.seed,
+                level: options.level,
+                include_noise,
+            };
+            let params = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(false))?;
+            let measured = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(true))?;
+            failed = params.failed.max(measured.failed);
+            for (p, m) in params.bands.iter().zip(&measured.bands) {
+                for i in 0..p.times.len() {
+                    rows.push(PredictionRow {
+                        observable: p.observable.clone(),
+                        unit: unit(&p.observable),
+                        time: p.times[i],
+                        best: p.best[i],
+                        median: p.median[i],
+                        lower: p.lower[i],
+                        upper: p.upper[i],
+                        measured_lower: m.lower[i],
+                        measured_upper: m.upper[i],
+                    });
+                }
+            }
         }
     }
-    Ok(Prediction { rows, samples: options.samples, failed: params.failed.max(measured.failed) })
+    Ok(Prediction { rows, samples: options.samples, failed })
 }
 
 /// A prediction as CSV.
