@@ -256,8 +256,11 @@ impl KluLike {
 const NEWTON_FAILS_PER_STEP: usize = 10;
 
 /// Above this many states the Jacobian is stored sparse and factorised by
-/// sparse LU (faer); below, dense LU is faster.
-pub const SPARSE_FROM: usize = 40;
+/// our KLU-style sparse LU; below, nalgebra's dense LU is faster (measured:
+/// sparse is 7% slower on Bachmann 2011's 25 states, 10% faster on
+/// Lucarelli 2018's 33, 30-60% slower on 6-15 states, where the per-run
+/// sparsity detection and ordering dominate).
+pub const SPARSE_FROM: usize = 30;
 
 /// The body of [`integrate`] for one matrix type and linear solver: a macro
 /// because diffsol's generic bounds for "any matrix" are long and churn

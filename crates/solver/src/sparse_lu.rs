@@ -200,39 +200,57 @@ impl SparseLu {
     /// one. False if a pivot is no longer acceptable (the factors are then
     /// partly overwritten and a full factorisation must follow).
     fn refactor(&mut self, vals: &[f64]) -> bool {
-        let x = &mut self.x;
-        for k in 0..self.n {
-            let (u0, u1) = (self.u_col_ptr[k], self.u_col_ptr[k + 1]);
-            let (l0, l1) = (self.l_col_ptr[k], self.l_col_ptr[k + 1]);
-            for &i in &self.u_row[u0..u1] {
+        // Plain slices and zipped iterators: this loop is most of a
+        // factorisation, and indexing through `self` kept bounds checks in it.
+        let SparseLu {
+            n,
+            x,
+            u_col_ptr,
+            u_row,
+            u_val,
+            l_col_ptr,
+            l_row,
+            l_val,
+            b_col_ptr,
+            b_row,
+            b_src,
+            pinv,
+            u_diag,
+            ..
+        } = self;
+        for k in 0..*n {
+            let (u0, u1) = (u_col_ptr[k], u_col_ptr[k + 1]);
+            let (l0, l1) = (l_col_ptr[k], l_col_ptr[k + 1]);
+            for &i in &u_row[u0..u1] {
                 x[i] = 0.0;
             }
-            for &i in &self.l_row[l0..l1] {
+            for &i in &l_row[l0..l1] {
                 x[i] = 0.0;
             }
             x[k] = 0.0;
-            for p in self.b_col_ptr[k]..self.b_col_ptr[k + 1] {
-                x[self.pinv[self.b_row[p]]] = vals[self.b_src[p]];
+            let (b0, b1) = (b_col_ptr[k], b_col_ptr[k + 1]);
+            for (&i, &src) in b_row[b0..b1].iter().zip(&b_src[b0..b1]) {
+                x[pinv[i]] = vals[src];
             }
             // Ascending pivot order is a topological order of the triangular solve.
-            for p in u0..u1 {
-                let j = self.u_row[p];
+            for (&j, uv) in u_row[u0..u1].iter().zip(&mut u_val[u0..u1]) {
                 let xj = x[j];
-                self.u_val[p] = xj;
+                *uv = xj;
                 if xj != 0.0 {
-                    for r in self.l_col_ptr[j]..self.l_col_ptr[j + 1] {
-                        x[self.l_row[r]] -= self.l_val[r] * xj;
+                    let (a, z) = (l_col_ptr[j], l_col_ptr[j + 1]);
+                    for (&i, &l) in l_row[a..z].iter().zip(&l_val[a..z]) {
+                        x[i] -= l * xj;
                     }
                 }
             }
             let pivot = x[k];
-            let amax = self.l_row[l0..l1].iter().fold(0.0f64, |m, &i| m.max(x[i].abs()));
+            let amax = l_row[l0..l1].iter().fold(0.0f64, |m, &i| m.max(x[i].abs()));
             if !(pivot.is_finite() && pivot != 0.0 && pivot.abs() >= PIVOT_TOL * amax) {
                 return false;
             }
-            self.u_diag[k] = pivot;
-            for r in l0..l1 {
-                self.l_val[r] = x[self.l_row[r]] / pivot;
+            u_diag[k] = pivot;
+            for (&i, lv) in l_row[l0..l1].iter().zip(&mut l_val[l0..l1]) {
+                *lv = x[i] / pivot;
             }
         }
         true
