@@ -38,7 +38,9 @@ fn start(data: &Path) -> Server {
         .arg(data)
         .env("VHT_EXAMPLES", "false")
         .env("VHT_ADMIN_TOKEN", TOKEN)
-        .env("VHT_LEASE_SECS", "2")
+        // A long lease: the restarted server must notice at start that the
+        // killed worker is gone, not wait for the lease.
+        .env("VHT_LEASE_SECS", "120")
         .env("VHT_GRACE_SECS", "1")
         .stderr(Stdio::piped())
         .spawn()
@@ -98,7 +100,7 @@ fn a_job_interrupted_by_sigkill_completes_once_after_restart() {
     first.child.wait().expect("reaped");
 
     let second = start(&data.0);
-    let v = wait_for(second.addr, &id, Duration::from_secs(180), |v| {
+    let v = wait_for(second.addr, &id, Duration::from_secs(100), |v| {
         !matches!(v["status"].as_str(), Some("queued" | "running"))
     });
     assert_eq!(v["status"], "succeeded", "{v}");

@@ -164,13 +164,18 @@ pub async fn start(config: Config) -> Result<Server, ServeError> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    match runs::requeue_orphans(&app).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "jobs of workers on this machine that are gone were put back in the queue"),
+        Err(e) => tracing::warn!(error = %e, "looking for jobs of dead local workers failed; their leases will expire"),
+    }
     let workers = spawn_workers(&app, app.config.workers, &stop_rx);
     tracing::info!(%addr, database = %redact(&app.config.database_url()), workers = app.config.workers, "OpenVHT server listening");
     Ok(Server { addr, app, stop, http, workers })
 }
 
 fn spawn_workers(app: &Arc<App>, n: usize, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host = runs::node_name();
     (0..n)
         .map(|i| tokio::spawn(runs::worker(app.clone(), format!("{host}:{}:{i}", std::process::id()), stop.clone())))
         .collect()
@@ -179,6 +184,9 @@ fn spawn_workers(app: &Arc<App>, n: usize, stop: &watch::Receiver<bool>) -> Vec<
 /// A worker process: no HTTP, `n` workers on the shared database, until a signal.
 pub async fn run_worker(config: Config, n: usize) -> Result<(), ServeError> {
     let app = open(config).await?;
+    if let Err(e) = runs::requeue_orphans(&app).await {
+        tracing::warn!(error = %e, "looking for jobs of dead local workers failed; their leases will expire");
+    }
     let (stop, stop_rx) = watch::channel(false);
     let workers = spawn_workers(&app, n.max(1), &stop_rx);
     tracing::info!(workers = n, database = %redact(&app.config.database_url()), "OpenVHT worker started");

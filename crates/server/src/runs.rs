@@ -258,6 +258,60 @@ async fn heartbeat(app: &App, job: &Claimed, progress: f64) -> Result<Option<boo
     Ok(r.map(|c| c != 0))
 }
 
+/// This machine's name, the first part of every worker name (`node:pid:n`).
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(':'))
+        .unwrap_or_else(|| "local".into())
+}
+
+/// Whether a process of this machine is alive (Linux: /proc; elsewhere
+/// assumed alive, so only the lease decides).
+fn process_alive(pid: u32) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    std::path::Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// At start: running jobs claimed by workers of this machine whose process
+/// is gone (a killed server) go back to the queue at once instead of
+/// waiting for their lease. Jobs of other machines wait for their lease.
+pub async fn requeue_orphans(app: &App) -> Result<u64, StoreError> {
+    let node = node_name();
+    let rows =
+        sqlx::query("SELECT id, claim, worker FROM runs WHERE status = 'running'").fetch_all(&app.db.pool).await?;
+    let mut n = 0;
+    for r in rows {
+        let worker: Option<String> = r.try_get("worker")?;
+        let Some(worker) = worker else { continue };
+        let mut parts = worker.split(':');
+        let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
+            continue;
+        };
+        if host != node || pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let id: String = r.try_get("id")?;
+        let claim: Option<String> = r.try_get("claim")?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', claim = NULL, lease_until = NULL WHERE id = $1 AND claim = $2 AND status = 'running'",
+        )
+        .bind(&id)
+        .bind(claim)
+        .execute(&app.db.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            let _ = log(app, &id, 0, 0, &format!("requeued at start: worker {worker} is gone")).await;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub fn run_dir(app: &App, id: &str) -> PathBuf {
     app.config.data_dir.join("runs").join(id)
 }
