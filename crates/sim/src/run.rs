@@ -166,10 +166,19 @@ impl<'s> Run<'s> {
         let model = &sim.model;
         let n = model.symbols.len();
         let mut vals = vec![f64::NAN; n];
+        // Overrides by symbol index (a cohort member overrides hundreds of
+        // parameters of models with thousands of symbols: no search per symbol).
+        // The first override of a symbol wins, as before.
+        let mut by_sym: Vec<Option<f64>> = vec![None; n];
+        for &(o, v) in overrides {
+            if let Some(slot @ None) = by_sym.get_mut(o.index()) {
+                *slot = Some(v);
+            }
+        }
         // Initial values in dependency order.
         for &s in &sim.init_order {
             let sym = model.symbol(s);
-            let v = if let Some(&(_, v)) = overrides.iter().find(|(o, _)| *o == s) {
+            let v = if let Some(v) = by_sym[s.index()] {
                 v
             } else {
                 let e = match &sym.kind {
