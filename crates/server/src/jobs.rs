@@ -133,20 +133,14 @@ fn simulate(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
         (ctx.log)(format!("simulated {} points of {} columns", rows.len(), cols.len() - 1));
         return Ok(Outcome::Done(arts));
     };
-    cohort(input, ctx, &compiled, &req, ds)
+    cohort(ctx, &compiled, &req, ds)
 }
 
 /// A cohort from a data set: each row is a patient whose columns that name
 /// parameters of the model replace those parameters. Per-patient results of
 /// a restricted or sensitive data set never become artifacts: only the
 /// aggregate over patients, and only when at least MIN_GROUP patients ran.
-fn cohort(
-    input: &JobInput,
-    ctx: &Ctx,
-    compiled: &sim::Compiled,
-    req: &sim::SimRequest,
-    ds: &DatasetInput,
-) -> Result<Outcome, JobError> {
+fn cohort(ctx: &Ctx, compiled: &sim::Compiled, req: &sim::SimRequest, ds: &DatasetInput) -> Result<Outcome, JobError> {
     let model = &compiled.sim.model;
     let settable: Vec<(usize, String)> = ds
         .columns
@@ -275,7 +269,6 @@ fn cohort(
         ds.rows.len(),
         if suppressed { " (fewer than 5: aggregate suppressed)" } else { "" }
     ));
-    let _ = input;
     Ok(Outcome::Done(arts))
 }
 
@@ -440,9 +433,9 @@ pub fn plot_svg(title: &str, t: &[f64], series: &[(String, Vec<f64>)], bands: &[
     s
 }
 
-/// The trial spec for a run: `params.spec` (TOML text), or the bundled meal
-/// trial when the model is the bundled meal model; its `model` is replaced
-/// by the run's model version.
+/// A trial from `params.spec` (TOML text, see examples/trials/README.md)
+/// whose `model` is replaced by the run's model version; `params.patients`
+/// overrides the population size (up to the server's limit).
 fn trial(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
     let text: Option<String> = param(&input.params, "spec", None)?;
     let text = text.ok_or_else(|| JobError::Params {

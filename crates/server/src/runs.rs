@@ -421,7 +421,9 @@ async fn execute(app: &Arc<App>, worker: &str, job: Claimed, shutdown: &mut watc
         })
     };
     tokio::pin!(handle);
-    let beat = Duration::from_millis((app.lease_ms() / 3).max(100) as u64);
+    // Progress and log lines reach the database with each beat: at least
+    // every second, so the UI's run page moves; at most a third of the lease.
+    let beat = Duration::from_millis((app.lease_ms() / 3).clamp(100, 1000) as u64);
     let mut grace_deadline: Option<tokio::time::Instant> = None;
     let result = loop {
         tokio::select! {
