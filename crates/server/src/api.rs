@@ -341,8 +341,8 @@ fn latest() -> String {
 async fn create_run(State(app): AppState, caller: Caller, bytes: Bytes) -> R {
     let user = caller.require(&WRITERS)?;
     let b: NewRun = body(&bytes)?;
-    if !matches!(b.kind.as_str(), "simulate" | "fit" | "trial") {
-        return Err(ApiError::unprocessable(format!("kind '{}': use simulate, fit or trial", b.kind)));
+    if !matches!(b.kind.as_str(), "simulate" | "fit" | "trial" | "twin") {
+        return Err(ApiError::unprocessable(format!("kind '{}': use simulate, fit, trial or twin", b.kind)));
     }
     if !(b.params.is_object() || b.params.is_null()) {
         return Err(ApiError::unprocessable("params must be an object"));
@@ -529,6 +529,8 @@ fn twin_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
         "owner": r.try_get::<String, _>("owner")?,
         "project": r.try_get::<Option<String>, _>("project")?,
         "created": rfc3339(r.try_get("created")?),
+        "source": r.try_get::<Option<String>, _>("source")?.unwrap_or_else(|| "api".into()),
+        "run": r.try_get::<Option<String>, _>("run_id")?,
     }))
 }
 
@@ -630,6 +632,15 @@ async fn predict_twin(State(app): AppState, caller: Caller, Path(id): Path<Strin
     let user = caller.user()?;
     let r = readable_twin(&app, user, &id).await?;
     let req: crate::twins::PredictRequest = body(&bytes)?;
+    if let Some(dir) = r.try_get::<Option<String>, _>("twin_dir")? {
+        // A twin made by vht-twin predicts with its own dose history, noise
+        // model and posterior draws.
+        let dir = app.config.data_dir.join(dir);
+        let out = tokio::task::spawn_blocking(move || crate::twins::predict_vht_twin(&dir, &req))
+            .await
+            .map_err(ApiError::internal)?;
+        return ok(out.map_err(ApiError::unprocessable)?);
+    }
     let t = twin_json(&r)?;
     let model: String = r.try_get("model_id")?;
     let version: String = r.try_get("version")?;

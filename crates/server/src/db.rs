@@ -24,8 +24,14 @@ pub struct Db {
 }
 
 /// (version, SQLite text, PostgreSQL text), applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_twin_source.sql"),
+        include_str!("../migrations/postgres/0002_twin_source.sql"),
+    ),
+];
 
 impl Db {
     /// Connects (creating a SQLite file if needed) and applies pending migrations.

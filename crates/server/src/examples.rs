@@ -14,9 +14,46 @@ pub const MODELS: &[(&str, &[u8])] = &[
     ("dallaman2007_meal.xml", include_bytes!("../../../examples/models/dallaman2007_meal.xml")),
 ];
 pub const MEAL_TRIAL: &str = include_str!("../../../examples/trials/meal/trial.toml");
+/// The synthetic patient of examples/twins (made by the project, no real person) and its mapping.
+pub const TWIN_PATIENT: &str = include_str!("../../../examples/twins/patient-001.json");
+pub const TWIN_MAP: &str = include_str!("../../../examples/twins/map.toml");
 
 /// The owner of bundled content.
 pub const SYSTEM: &str = "system";
+
+/// The key that pseudonymises patient ids in twins: 32 random bytes in
+/// `DATA_DIR/pseudonym-key` (mode 0600), made on first use. Workers share
+/// the data dir, so every twin of one platform uses the same key.
+pub fn pseudonym_key(data_dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let path = data_dir.join("pseudonym-key");
+    match std::fs::read(&path) {
+        Ok(k) if k.len() >= 32 => return Ok(k),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut key = vec![0u8; 32];
+    getrandom::getrandom(&mut key).map_err(std::io::Error::other)?;
+    // Two processes racing here: create_new lets exactly one write the key.
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(mut f) => {
+            use std::io::Write;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            f.write_all(&key)?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::read(&path)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -88,6 +125,23 @@ async fn load_examples(app: &App) -> Result<(), BootstrapError> {
         tracing::info!(model = %r_id(&meal, file), "loaded example model {file}");
     }
     if let Some(m) = meal {
+        // The example twin: made by a queued run (import, fit, posterior),
+        // stored when the run succeeds.
+        let params = json!({"name": "example patient 001 (synthetic)", "patient": TWIN_PATIENT, "map": TWIN_MAP, "starts": 4, "seed": 1});
+        runs::insert(
+            app,
+            runs::NewRun {
+                kind: "twin",
+                model: &m.id,
+                version: &m.version,
+                params: &params,
+                dataset: None,
+                project: None,
+                permit: None,
+                owner: SYSTEM,
+            },
+        )
+        .await?;
         let params = json!({"spec": MEAL_TRIAL, "patients": 100});
         runs::insert(
             app,

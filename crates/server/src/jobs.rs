@@ -42,6 +42,20 @@ pub struct JobInput {
     /// For fit jobs: the PEtab problem's yaml.
     pub petab_yaml: Option<PathBuf>,
     pub trial_max_patients: u64,
+    /// For twin jobs: the key that pseudonymises patient ids.
+    pub pseudonym_key: Vec<u8>,
+}
+
+/// A twin made by a job, stored with the run's end.
+#[derive(Clone, Debug)]
+pub struct TwinRecord {
+    pub name: String,
+    pub parameters: HashMap<String, f64>,
+    /// Log-scale standard deviations (for the generic predictor).
+    pub uncertainty: HashMap<String, f64>,
+    pub provenance: Value,
+    /// The twin folder, relative to the attempt folder.
+    pub dir: String,
 }
 
 pub struct Ctx<'a> {
@@ -73,6 +87,8 @@ impl Ctx<'_> {
 
 pub enum Outcome {
     Done(Vec<Artifact>),
+    /// A twin job's artifacts and the twin to store.
+    Twin(Vec<Artifact>, TwinRecord),
     Cancelled,
 }
 
@@ -86,6 +102,8 @@ pub enum JobError {
     Trial(String),
     #[error("fit: {0}")]
     Fit(String),
+    #[error("twin: {0}")]
+    Twin(String),
     #[error("writing results: {0}")]
     Io(String),
 }
@@ -103,6 +121,7 @@ pub fn run(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
         "simulate" => simulate(input, ctx),
         "trial" => trial(input, ctx),
         "fit" => fit(input, ctx),
+        "twin" => twin(input, ctx),
         other => Err(JobError::Params { field: "kind".into(), message: format!("unknown kind '{other}'") }),
     }
 }
@@ -576,6 +595,99 @@ fn fit(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
         ctx.write("result.json", "application/json", result.to_string().as_bytes())?,
         ctx.write("simulations.tsv", "text/tab-separated-values", tsv.as_bytes())?,
     ]))
+}
+
+/// A twin from one patient's FHIR data (`params.patient`: a Bundle or NDJSON,
+/// as text or JSON; `params.map`: the mapping file's TOML text) with
+/// `vht-twin`: import, multistart fit, uncertainty, provenance. The
+/// patient's identity is pseudonymised with the server's key.
+fn twin(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
+    let bad = |field: &str, message: String| JobError::Params { field: field.into(), message };
+    let patient = match input.params.get("patient") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Object(_)) => v.to_string(),
+        _ => {
+            return Err(bad("patient", "the patient's FHIR data (a Bundle as JSON, or NDJSON text) is required".into()))
+        }
+    };
+    let map: String = param(&input.params, "map", String::new())?;
+    if map.trim().is_empty() {
+        return Err(bad("map", "the mapping file (TOML text, see examples/twins/README.md) is required".into()));
+    }
+    let name: String = param(&input.params, "name", "twin".to_string())?;
+    let starts: usize = param(&input.params, "starts", 4usize)?;
+    let seed: u64 = param(&input.params, "seed", 0u64)?;
+    let posterior: String = param(&input.params, "posterior", "mcmc".to_string())?;
+    if !(1..=50).contains(&starts) {
+        return Err(bad("starts", format!("between 1 and 50 (got {starts})")));
+    }
+    let work = ctx.dir.join("input");
+    std::fs::create_dir_all(&work).map_err(|e| JobError::Io(format!("{}: {e}", work.display())))?;
+    // vht-fhir tells a Bundle from NDJSON by the content, not the name.
+    let (patient_path, map_path, model_path) =
+        (work.join("patient.json"), work.join("map.toml"), work.join("model.xml"));
+    for (p, text) in [(&patient_path, &patient), (&map_path, &map), (&model_path, &input.sbml)] {
+        std::fs::write(p, text).map_err(|e| JobError::Io(format!("{}: {e}", p.display())))?;
+    }
+    let options = vht_twin::CreateOptions {
+        starts,
+        seed,
+        threads: Some(1),
+        progress: false,
+        posterior: match posterior.as_str() {
+            "mcmc" => Some(vht_twin::McmcOptions { seed, ..Default::default() }),
+            "laplace" => None,
+            other => return Err(bad("posterior", format!("'{other}': use mcmc or laplace"))),
+        },
+        ..Default::default()
+    };
+    (ctx.log)(format!("twin '{name}': {starts} start(s), posterior {posterior}"));
+    ctx.set_progress(0.05);
+    let out = ctx.dir.join("twin");
+    let t = vht_twin::create(&patient_path, &map_path, Some(&model_path), &input.pseudonym_key, &out, &options)
+        .map_err(|e| JobError::Twin(e.to_string()))?;
+    // The patient's data stay out of the artifacts: the twin folder keeps
+    // only what predictions need (and its PEtab problem, pseudonymised).
+    let _ = std::fs::remove_dir_all(&work);
+    if ctx.cancelled() {
+        return Ok(Outcome::Cancelled);
+    }
+    (ctx.log)(format!(
+        "fit: objective {:.4}, {} of {} starts at the best, {} failed",
+        t.fit.objective, t.fit.at_best, t.fit.starts, t.fit.failed
+    ));
+    let mut parameters = HashMap::new();
+    let mut uncertainty = HashMap::new();
+    for p in &t.parameters {
+        parameters.insert(p.id.clone(), p.value);
+        // The generic predictor draws log-normally: the sd on the natural-log scale.
+        let sd_ln = match p.scale.as_str() {
+            "log10" => p.sd_scaled * std::f64::consts::LN_10,
+            "log" => p.sd_scaled,
+            _ if p.value != 0.0 => (p.sd_scaled / p.value).abs(),
+            _ => 0.0,
+        };
+        if sd_ln.is_finite() {
+            uncertainty.insert(p.id.clone(), sd_ln);
+        }
+    }
+    for (k, v) in &t.initial {
+        parameters.entry(k.clone()).or_insert(*v);
+    }
+    let twin_json = std::fs::read(out.join("twin.json")).map_err(|e| JobError::Io(format!("twin.json: {e}")))?;
+    let artifacts = vec![ctx.write("twin.json", "application/json", &twin_json)?];
+    let provenance = json!({
+        "pseudonym": t.pseudonym,
+        "model": t.model,
+        "inputs": t.provenance.inputs,
+        "tool": t.provenance.tool,
+        "created": t.provenance.created,
+        "measurements": t.provenance.measurements,
+        "warnings": t.provenance.warnings,
+        "fit": t.fit,
+        "parameters": t.parameters,
+    });
+    Ok(Outcome::Twin(artifacts, TwinRecord { name, parameters, uncertainty, provenance, dir: "twin".into() }))
 }
 
 #[cfg(test)]

@@ -162,6 +162,8 @@ struct Claimed {
     params: Value,
     dataset: Option<String>,
     permit: Option<String>,
+    owner: String,
+    project: Option<String>,
     cancel_requested: bool,
 }
 
@@ -188,7 +190,8 @@ async fn claim(app: &App, worker: &str) -> Result<Option<Claimed>, StoreError> {
     .await?;
     let Some(id) = id else { return Ok(None) };
     let r = sqlx::query(
-        "SELECT kind, model_id, version, params, dataset, permit, attempts, cancel_requested FROM runs WHERE id = $1 AND claim = $2",
+        "SELECT kind, model_id, version, params, dataset, permit, owner, project, attempts, cancel_requested FROM runs \
+         WHERE id = $1 AND claim = $2",
     )
     .bind(&id)
     .bind(&claim)
@@ -204,20 +207,26 @@ async fn claim(app: &App, worker: &str) -> Result<Option<Claimed>, StoreError> {
         params: serde_json::from_str(&params).unwrap_or(Value::Null),
         dataset: r.try_get("dataset")?,
         permit: r.try_get("permit")?,
+        owner: r.try_get("owner")?,
+        project: r.try_get("project")?,
         attempt: r.try_get("attempts")?,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         id,
     }))
 }
 
-/// Records the end of an attempt, once: false if the claim was lost.
+/// Records the end of an attempt, once: false if the claim was lost. A
+/// twin made by the job is stored in the same transaction, so it exists
+/// exactly when its run succeeded.
 async fn finish(
     app: &App,
     job: &Claimed,
     status: &str,
     error: Option<&str>,
     artifacts: &Value,
+    twin: Option<(&jobs::TwinRecord, &str)>,
 ) -> Result<bool, StoreError> {
+    let mut tx = app.db.pool.begin().await?;
     let r = sqlx::query(
         "UPDATE runs SET status = $1, error = $2, artifacts = $3, finished = $4, progress = CASE WHEN $1 = 'succeeded' THEN 1 ELSE progress END, \
          completions = completions + 1, lease_until = NULL WHERE id = $5 AND claim = $6 AND status = 'running'",
@@ -228,9 +237,34 @@ async fn finish(
     .bind(now_ms())
     .bind(&job.id)
     .bind(&job.claim)
-    .execute(&app.db.pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(r.rows_affected() == 1)
+    if r.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some((t, attempt_dir)) = twin {
+        let dir = format!("runs/{}/{attempt_dir}/{}", job.id, t.dir);
+        sqlx::query(
+            "INSERT INTO twins (id, name, model_id, version, parameters, uncertainty, provenance, owner, project, created, source, twin_dir, run_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'vht-twin', $11, $1)",
+        )
+        .bind(&job.id)
+        .bind(&t.name)
+        .bind(job.model.as_deref().unwrap_or(""))
+        .bind(job.version.as_deref().unwrap_or(""))
+        .bind(json!(t.parameters).to_string())
+        .bind(json!(t.uncertainty).to_string())
+        .bind(t.provenance.to_string())
+        .bind(&job.owner)
+        .bind(&job.project)
+        .bind(now_ms())
+        .bind(dir)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Gives a job back to the queue (shutdown before it finished).
@@ -366,6 +400,11 @@ async fn input_for(app: &App, job: &Claimed) -> Result<JobInput, String> {
         dataset,
         petab_yaml,
         trial_max_patients: app.config.trial_max_patients,
+        pseudonym_key: if job.kind == "twin" {
+            crate::examples::pseudonym_key(&app.config.data_dir).map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -387,7 +426,7 @@ async fn execute(app: &Arc<App>, worker: &str, job: Claimed, shutdown: &mut watc
     push(&mut n, format!("claimed by {worker}")).await;
     if job.cancel_requested {
         // Cancelled while its previous worker ran it, and that worker is gone.
-        let _ = finish(app, &job, "cancelled", None, &json!({})).await;
+        let _ = finish(app, &job, "cancelled", None, &json!({}), None).await;
         app.metrics.job_finished("cancelled");
         return;
     }
@@ -395,7 +434,7 @@ async fn execute(app: &Arc<App>, worker: &str, job: Claimed, shutdown: &mut watc
         Ok(i) => i,
         Err(e) => {
             push(&mut n, format!("failed: {e}")).await;
-            let _ = finish(app, &job, "failed", Some(&e), &json!({})).await;
+            let _ = finish(app, &job, "failed", Some(&e), &json!({}), None).await;
             app.metrics.job_finished("failed");
             return;
         }
@@ -463,21 +502,26 @@ async fn execute(app: &Arc<App>, worker: &str, job: Claimed, shutdown: &mut watc
         Some(Err(join)) => {
             let msg = format!("the job panicked: {join}");
             push(&mut n, msg.clone()).await;
-            ("failed", finish(app, &job, "failed", Some(&msg), &json!({})).await)
+            ("failed", finish(app, &job, "failed", Some(&msg), &json!({}), None).await)
         }
         Some(Ok(Ok(Outcome::Done(files)))) => {
             let artifacts = json!({"dir": attempt_dir, "files": files});
             push(&mut n, format!("succeeded with {} artifact(s)", files.len())).await;
-            ("succeeded", finish(app, &job, "succeeded", None, &artifacts).await)
+            ("succeeded", finish(app, &job, "succeeded", None, &artifacts, None).await)
+        }
+        Some(Ok(Ok(Outcome::Twin(files, twin)))) => {
+            let artifacts = json!({"dir": attempt_dir, "files": files});
+            push(&mut n, format!("succeeded: twin '{}' stored with {} artifact(s)", twin.name, files.len())).await;
+            ("succeeded", finish(app, &job, "succeeded", None, &artifacts, Some((&twin, &attempt_dir))).await)
         }
         Some(Ok(Ok(Outcome::Cancelled))) => {
             push(&mut n, "cancelled".into()).await;
-            ("cancelled", finish(app, &job, "cancelled", None, &json!({})).await)
+            ("cancelled", finish(app, &job, "cancelled", None, &json!({}), None).await)
         }
         Some(Ok(Err(e))) => {
             let msg = e.to_string();
             push(&mut n, format!("failed: {msg}")).await;
-            ("failed", finish(app, &job, "failed", Some(&msg), &json!({})).await)
+            ("failed", finish(app, &job, "failed", Some(&msg), &json!({}), None).await)
         }
     };
     match recorded {

@@ -24,6 +24,11 @@ pub struct PredictRequest {
     pub samples: usize,
     #[serde(default = "seed")]
     pub seed: u64,
+    /// For twins made by vht-twin: interventions such as `oral-glucose=60 g@300`.
+    #[serde(default)]
+    pub interventions: Vec<String>,
+    /// For twins made by vht-twin: the output step (default (end - start) / (points - 1)).
+    pub step: Option<f64>,
 }
 fn points() -> usize {
     101
@@ -133,5 +138,57 @@ pub fn predict(
     }
     Ok(
         json!({"time": time, "series": series, "samples": samples.len(), "failed_samples": failed, "seed": req.seed, "band": [0.05, 0.95]}),
+    )
+}
+
+/// A prediction of a twin made by `vht-twin` (its folder holds the model,
+/// the map, the posterior): `{time, series: {observable: {fitted, median,
+/// low, high, measured_low, measured_high}}, units, samples, failed_samples,
+/// seed, band}`.
+pub fn predict_vht_twin(dir: &std::path::Path, req: &PredictRequest) -> Result<Value, String> {
+    if req.samples > 2000 {
+        return Err(format!("samples: at most 2000 (got {})", req.samples));
+    }
+    let interventions = req
+        .interventions
+        .iter()
+        .map(|s| vht_twin::parse_intervention(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let step = req.step.unwrap_or((req.end - req.start) / (req.points.max(2) - 1) as f64);
+    let options =
+        vht_twin::PredictOptions { end: req.end, step, samples: req.samples.max(1), seed: req.seed, level: 0.95 };
+    let p = vht_twin::predict(dir, &interventions, &options).map_err(|e| e.to_string())?;
+    let mut order: Vec<String> = Vec::new();
+    let mut by: HashMap<String, Vec<&vht_twin::PredictionRow>> = HashMap::new();
+    let mut units = serde_json::Map::new();
+    for r in &p.rows {
+        if !by.contains_key(&r.observable) {
+            order.push(r.observable.clone());
+            units.insert(r.observable.clone(), json!(r.unit));
+        }
+        by.entry(r.observable.clone()).or_default().push(r);
+    }
+    let time: Vec<f64> = order.first().map(|o| by[o].iter().map(|r| r.time).collect()).unwrap_or_default();
+    let mut series = serde_json::Map::new();
+    for o in &order {
+        if !req.select.is_empty() && !req.select.contains(o) {
+            continue;
+        }
+        let rows = &by[o];
+        series.insert(
+            o.clone(),
+            json!({
+                "fitted": rows.iter().map(|r| r.best).collect::<Vec<_>>(),
+                "median": rows.iter().map(|r| r.median).collect::<Vec<_>>(),
+                "low": rows.iter().map(|r| r.lower).collect::<Vec<_>>(),
+                "high": rows.iter().map(|r| r.upper).collect::<Vec<_>>(),
+                "measured_low": rows.iter().map(|r| r.measured_lower).collect::<Vec<_>>(),
+                "measured_high": rows.iter().map(|r| r.measured_upper).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    Ok(
+        json!({"time": time, "series": series, "units": units, "samples": p.samples, "failed_samples": p.failed, "seed": req.seed, "band": [0.025, 0.975]}),
     )
 }

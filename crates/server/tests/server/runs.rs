@@ -1,15 +1,13 @@
 //! Runs: cancellation (queued and running), shutdown puts a running job
 //! back, twins and their predictions, metrics and readiness.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestServer, ADMIN};
+use crate::common::{TestServer, ADMIN};
 use serde_json::{json, Value};
 
 fn model(s: &TestServer) -> String {
-    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", common::repressilator());
+    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", crate::common::repressilator());
     r.json()["id"].as_str().unwrap().to_string()
 }
 
@@ -140,4 +138,64 @@ fn metrics_and_readiness() {
     assert!(text.contains("vht_http_requests_total{method=\"GET\",route=\"/api/models\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("vht_http_request_duration_seconds_bucket{route=\"/api/models\",le=\"+Inf\"} 1"), "{text}");
     assert!(text.contains("# TYPE vht_jobs gauge"));
+}
+
+#[test]
+fn a_twin_run_makes_a_twin_from_fhir_data_that_predicts_with_its_posterior() {
+    let s = TestServer::start(None, |_| {});
+    let meal = include_bytes!("../../../../examples/models/dallaman2007_meal.xml");
+    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", meal);
+    let model = r.json()["id"].as_str().unwrap().to_string();
+    let (_, clinician) = s.user("cli", "clinician");
+    let params = json!({
+        "name": "patient 001",
+        "patient": vht_server::examples::TWIN_PATIENT,
+        "map": vht_server::examples::TWIN_MAP,
+        "starts": 2, "seed": 1, "posterior": "laplace"
+    });
+    let r =
+        s.call("POST", "/api/runs", Some(&clinician), Some(&json!({"kind": "twin", "model": model, "params": params})));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let run = r.json()["id"].as_str().unwrap().to_string();
+    let v = s.wait_run(&run, &clinician, Duration::from_secs(600));
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let twins = s.call("GET", "/api/twins", Some(&clinician), None).json();
+    let t =
+        twins["items"].as_array().unwrap().iter().find(|t| t["run"] == json!(run)).cloned().expect("the run's twin");
+    assert_eq!(t["source"], "vht-twin");
+    assert!(t["parameters"]["V_mX"].as_f64().is_some(), "{t}");
+    assert!(t["provenance"]["pseudonym"].as_str().is_some_and(|p| !p.is_empty()));
+    let artifact = s.call("GET", &format!("/api/runs/{run}/artifacts/twin.json"), Some(&clinician), None);
+    assert_eq!(artifact.status, 200);
+    let text = format!("{t}{}", artifact.text());
+    for identity in
+        ["Synthetica", "Henrietta", "Larkspur", "7946 0321", "1971-06-23", "b10da48c-ea4c-4967-ab8e-0efcd8069414"]
+    {
+        assert!(!text.contains(identity), "the stored twin names the patient ({identity})");
+    }
+    let req = json!({"end": 480, "points": 97, "samples": 40, "seed": 3, "interventions": ["oral-glucose=60 g@300"]});
+    let p = s.call("POST", &format!("/api/twins/{}/predict", t["id"].as_str().unwrap()), Some(&clinician), Some(&req));
+    assert_eq!(p.status, 200, "{}", p.text());
+    let p = p.json();
+    let g = &p["series"]["glucose"];
+    let (low, high, mlow, mhigh) = (
+        g["low"].as_array().unwrap(),
+        g["high"].as_array().unwrap(),
+        g["measured_low"].as_array().unwrap(),
+        g["measured_high"].as_array().unwrap(),
+    );
+    assert_eq!(low.len(), p["time"].as_array().unwrap().len());
+    for i in 0..low.len() {
+        let (l, h, ml, mh) = (
+            low[i].as_f64().unwrap(),
+            high[i].as_f64().unwrap(),
+            mlow[i].as_f64().unwrap(),
+            mhigh[i].as_f64().unwrap(),
+        );
+        assert!(ml <= l && l <= h && h <= mh, "at {i}: measured band [{ml}, {mh}] around [{l}, {h}]");
+    }
+    // The second drink at 300 min raises glucose after it.
+    let fitted: Vec<f64> = g["fitted"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let at = |t: f64| fitted[(t / 5.0) as usize];
+    assert!(at(330.0) > at(295.0) + 10.0, "{} vs {}", at(330.0), at(295.0));
 }

@@ -1,13 +1,11 @@
 //! Catalogue imports beyond plain SBML (OMEX, PEtab, bad files) and the
 //! queue under several workers on one database.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Postgres, TestServer, ADMIN};
+use crate::common::{Postgres, TestServer, ADMIN};
 use serde_json::json;
 
 fn zip_folder(dir: &Path, prefix: &str) -> Vec<u8> {
@@ -53,7 +51,7 @@ fn a_petab_problem_imports_and_its_fit_run_evaluates_the_objective() {
     assert!((served - direct).abs() <= 1e-9 * direct.abs().max(1.0), "{served} vs {direct}");
 
     // A fit on a plain SBML model is refused with the reason.
-    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", common::repressilator());
+    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", crate::common::repressilator());
     let plain = r.json()["id"].as_str().unwrap().to_string();
     let r = s.call("POST", "/api/runs", Some(ADMIN), Some(&json!({"kind": "fit", "model": plain})));
     assert_eq!(r.status, 422);
@@ -63,7 +61,7 @@ fn a_petab_problem_imports_and_its_fit_run_evaluates_the_objective() {
 #[test]
 fn an_omex_archive_imports_with_its_metadata_and_bad_files_are_named() {
     let s = TestServer::start(None, |_| {});
-    let sbml = std::str::from_utf8(common::repressilator()).unwrap();
+    let sbml = std::str::from_utf8(crate::common::repressilator()).unwrap();
     let authors = [vht_server::meta::Author {
         given: Some("Ada".into()),
         family: Some("Lovelace".into()),
@@ -110,7 +108,7 @@ fn an_omex_archive_imports_with_its_metadata_and_bad_files_are_named() {
 /// database: every job is claimed once and completes once.
 fn queue_drains_once(database: Option<String>) {
     let s = TestServer::start(database, |c| c.workers = 0);
-    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", common::repressilator());
+    let r = s.raw("POST", "/api/models", Some(ADMIN), "application/xml", crate::common::repressilator());
     let model = r.json()["id"].as_str().unwrap().to_string();
     let ids: Vec<String> = (0..16)
         .map(|i| {

@@ -1,11 +1,9 @@
 //! The storage story (import, version, run, governance, audit) over real
 //! HTTP, against SQLite and against a real PostgreSQL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Postgres, TestServer, ADMIN};
+use crate::common::{Postgres, TestServer, ADMIN};
 use serde_json::{json, Value};
 
 fn story(s: &TestServer) {
@@ -14,16 +12,16 @@ fn story(s: &TestServer) {
     let (_, steward) = s.user("stew", "data_steward");
 
     // Import: new content 201, identical content again 200 with the same version.
-    let r = s.raw("POST", "/api/models", Some(&modeller), "application/sbml+xml", common::repressilator());
+    let r = s.raw("POST", "/api/models", Some(&modeller), "application/sbml+xml", crate::common::repressilator());
     assert_eq!(r.status, 201, "{}", r.text());
     let (id, v1) = (r.json()["id"].as_str().unwrap().to_string(), r.json()["version"].as_str().unwrap().to_string());
     assert_eq!(id, "biomd0000000012");
-    let again = s.raw("POST", "/api/models", Some(&modeller), "application/xml", common::repressilator());
+    let again = s.raw("POST", "/api/models", Some(&modeller), "application/xml", crate::common::repressilator());
     assert_eq!((again.status, again.json()["version"].as_str()), (200, Some(v1.as_str())));
 
     // A changed model under the same id is a new version; the first stays.
-    let changed =
-        String::from_utf8_lossy(common::repressilator()).replace("Elowitz2000 - Repressilator", "Repressilator v2");
+    let changed = String::from_utf8_lossy(crate::common::repressilator())
+        .replace("Elowitz2000 - Repressilator", "Repressilator v2");
     let r =
         s.raw("POST", &format!("/api/models?model={id}"), Some(&modeller), "application/sbml+xml", changed.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
@@ -34,7 +32,7 @@ fn story(s: &TestServer) {
     assert_eq!(m["name"], "Repressilator v2");
     assert_eq!(m["versions"].as_array().map(Vec::len), Some(2));
     let old = s.call("GET", &format!("/api/models/{id}/versions/{v1}/sbml"), None, None);
-    assert_eq!(old.body, common::repressilator(), "a version is immutable");
+    assert_eq!(old.body, crate::common::repressilator(), "a version is immutable");
     let by_prefix = s.call("GET", &format!("/api/models/{id}/versions/{}", &v1[..8]), None, None).json();
     assert_eq!(by_prefix["version"], json!(v1));
     for bad in ["zzzzzzzz", "", "%25", "abc"] {
@@ -70,7 +68,7 @@ fn story(s: &TestServer) {
     let omex = s.call("GET", &format!("/api/models/{id}/versions/{v1}/omex"), None, None);
     assert_eq!(omex.status, 200);
     let back = vht_server::omex::read(&omex.body, "export.omex").unwrap();
-    assert_eq!(back.sbml.as_bytes(), common::repressilator());
+    assert_eq!(back.sbml.as_bytes(), crate::common::repressilator());
     assert!(back.metadata.authors.iter().any(|a| a.family.as_deref() == Some("Le Novère")));
 
     // A run: queued, run by the in-process worker, artifacts intact.

@@ -1,11 +1,9 @@
 //! Security rules, checked over HTTP against the OpenAPI document (not a
 //! hand-kept list): tokens, roles, permits, audit, per-patient rows.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, ADMIN};
+use crate::common::{TestServer, ADMIN};
 use serde_json::{json, Value};
 
 fn doc() -> Value {
@@ -38,7 +36,7 @@ fn the_document_and_the_router_list_the_same_operations() {
         assert!(!r.text().contains(&unmatched), "{method} {path} is in the document but not in the router");
     }
     // Every `.route("path", get(..).post(..))` of the router is in the document.
-    let src = include_str!("../src/api.rs");
+    let src = include_str!("../../src/api.rs");
     let mut routes = 0;
     for chunk in src.split(".route(\"").skip(1) {
         let (path, rest) = chunk.split_once('"').unwrap();
@@ -104,8 +102,13 @@ fn a_role_not_listed_for_an_operation_gets_403() {
 fn private_models_are_invisible_to_anonymous_callers() {
     let s = TestServer::start(None, |_| {});
     let (_, modeller) = s.user("m", "modeller");
-    let r =
-        s.raw("POST", "/api/models?visibility=private", Some(&modeller), "application/xml", common::repressilator());
+    let r = s.raw(
+        "POST",
+        "/api/models?visibility=private",
+        Some(&modeller),
+        "application/xml",
+        crate::common::repressilator(),
+    );
     assert_eq!(r.status, 201);
     let id = r.json()["id"].as_str().unwrap().to_string();
     assert_eq!(s.call("GET", "/api/models", None, None).json()["total"], 0);
@@ -131,7 +134,7 @@ fn setup() -> Setup {
     let (_, modeller) = s.user("mona", "modeller");
     let (researcher_id, researcher) = s.user("rita", "researcher");
     let (_, steward) = s.user("stew", "data_steward");
-    let r = s.raw("POST", "/api/models", Some(&modeller), "application/xml", common::repressilator());
+    let r = s.raw("POST", "/api/models", Some(&modeller), "application/xml", crate::common::repressilator());
     let model = r.json()["id"].as_str().unwrap().to_string();
     let project = s.call("POST", "/api/projects", Some(&researcher), Some(&json!({"name": "p"}))).json()["id"]
         .as_str()
