@@ -30,6 +30,7 @@
 //! asked for); FHIR and units are `vht_fhir`'s, likelihoods and optimisers
 //! `vht_fit`'s. No HTTP, no storage beyond the twin folder.
 
+mod dfo;
 mod intervention;
 pub mod posterior;
 
@@ -239,27 +240,71 @@ pub fn create(
 
     let problem = vht_fit::read(&written.yaml)?;
     let objective = vht_fit::Objective::new(problem, vht_fit::Settings::default())?;
-    let fo = vht_fit::FitOptions {
-        starts: options.starts,
-        optimizer: vht_fit::Optimizer::TrustRegion,
-        seed: options.seed,
-        max_iterations: options.max_iterations,
-        threads: options.threads,
-        progress: options.progress,
+    // Gradients when the model allows them (trust region on the Gauss-Newton
+    // Hessian); else a derivative-free multistart and a finite-difference Hessian.
+    let gradients = !matches!(
+        objective.evaluate_with_gradient(&objective.scaled_nominal()),
+        Err(vht_fit::FitError::Sensitivities { .. })
+    );
+    let (x_best, fval, hessian, mut summary) = if gradients {
+        let fo = vht_fit::FitOptions {
+            starts: options.starts,
+            optimizer: vht_fit::Optimizer::TrustRegion,
+            seed: options.seed,
+            max_iterations: options.max_iterations,
+            threads: options.threads,
+            progress: options.progress,
+        };
+        let result = vht_fit::fit(&objective, &fo)?;
+        let Some(best) = result.best.clone() else {
+            let reason = result
+                .starts
+                .iter()
+                .find_map(|s| match &s.status {
+                    vht_fit::StartStatus::Failed(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            return Err(TwinError::NoFit { reason });
+        };
+        let (fval, _, hessian) = objective.evaluate_with_gradient(&best.x)?;
+        let count = |f: fn(&vht_fit::StartStatus) -> bool| result.starts.iter().filter(|s| f(&s.status)).count();
+        let summary = FitSummary {
+            optimizer: "trust-region (Gauss-Newton Hessian)".into(),
+            starts: options.starts,
+            seed: options.seed,
+            max_iterations: options.max_iterations,
+            converged: count(|s| matches!(s, vht_fit::StartStatus::Converged)),
+            failed: count(|s| matches!(s, vht_fit::StartStatus::Failed(_))),
+            at_best: result.starts.iter().filter(|s| s.fval.is_finite() && s.fval - best.fval <= 0.1).count(),
+            objective: fval,
+            seconds: result.seconds,
+        };
+        (best.x, fval, hessian, summary)
+    } else {
+        let t0 = std::time::Instant::now();
+        let (lb, ub) = objective.scaled_bounds();
+        let starts = vht_fit::latin_hypercube(options.starts, &lb, &ub, options.seed);
+        let max_evals = 200 * lb.len().max(1);
+        let r = dfo::fit(&objective, &starts, max_evals)
+            .ok_or_else(|| TwinError::NoFit { reason: "the objective could not be evaluated at any start".into() })?;
+        let hessian = dfo::hessian(&objective, &r.x, 1e-3)?;
+        let summary = FitSummary {
+            optimizer: format!(
+                "Nelder-Mead, at most {max_evals} evaluations per start, finite-difference Hessian (the model has events, which the sensitivities do not cross)"
+            ),
+            starts: options.starts,
+            seed: options.seed,
+            max_iterations: max_evals,
+            converged: r.values.iter().filter(|v| v.is_finite()).count(),
+            failed: r.values.iter().filter(|v| !v.is_finite()).count(),
+            at_best: r.values.iter().filter(|v| v.is_finite() && **v - r.fval <= 0.1).count(),
+            objective: r.fval,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        (r.x, r.fval, hessian, summary)
     };
-    let result = vht_fit::fit(&objective, &fo)?;
-    let Some(best) = result.best.clone() else {
-        let reason = result
-            .starts
-            .iter()
-            .find_map(|s| match &s.status {
-                vht_fit::StartStatus::Failed(r) => Some(r.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        return Err(TwinError::NoFit { reason });
-    };
-    let (fval, _, hessian) = objective.evaluate_with_gradient(&best.x)?;
+    summary.objective = fval;
     let cov = covariance(&hessian);
     let est = objective.estimated();
     let parameters = est
@@ -268,7 +313,7 @@ pub fn create(
         .map(|(k, &i)| {
             let p = &objective.problem.parameters[i];
             let sd = cov[k][k].max(0.0).sqrt();
-            let x = best.x[k];
+            let x = x_best[k];
             let (lo, hi) = (p.scale.apply(p.lower), p.scale.apply(p.upper));
             FittedParameter {
                 id: p.id.clone(),
@@ -283,10 +328,9 @@ pub fn create(
         })
         .collect();
     let posterior = match &options.posterior {
-        Some(o) => Some(posterior::sample(&objective, &best.x, &cov, o)?),
+        Some(o) => Some(posterior::sample(&objective, &x_best, &cov, o)?),
         None => None,
     };
-    let count = |f: fn(&vht_fit::StartStatus) -> bool| result.starts.iter().filter(|s| f(&s.status)).count();
     let twin = Twin {
         format: FORMAT.into(),
         pseudonym: imported.pseudonym.clone(),
@@ -294,24 +338,14 @@ pub fn create(
         problem: "problem/problem.yaml".into(),
         time_unit: imported.time_unit.clone(),
         parameters,
-        x_hat: best.x.clone(),
+        x_hat: x_best.clone(),
         hessian,
         covariance: cov,
         posterior,
         initial: map.map.initial.clone(),
         doses: imported.doses.clone(),
         covariates: imported.covariates.clone(),
-        fit: FitSummary {
-            optimizer: "trust-region (Gauss-Newton Hessian)".into(),
-            starts: options.starts,
-            seed: options.seed,
-            max_iterations: options.max_iterations,
-            converged: count(|s| matches!(s, vht_fit::StartStatus::Converged)),
-            failed: count(|s| matches!(s, vht_fit::StartStatus::Failed(_))),
-            at_best: result.starts.iter().filter(|s| s.fval.is_finite() && s.fval - best.fval <= 0.1).count(),
-            objective: fval,
-            seconds: result.seconds,
-        },
+        fit: summary,
         provenance: Provenance {
             inputs: vec![file_ref("patient", patient)?, file_ref("map", map_path)?, file_ref("model", &model_path)?],
             tool: format!("vht-twin {}", env!("CARGO_PKG_VERSION")),
