@@ -119,16 +119,17 @@ pub fn quantity(ctx: &Ctx, v: &Value, field: &str) -> Result<Quantity, FhirError
     }
     let system = q.get("system").and_then(Value::as_str);
     let code = q.get("code").and_then(Value::as_str);
-    let unit = match (system, code) {
-        (Some(UCUM), Some(c)) => c.to_string(),
-        (Some(s), _) if s != UCUM => {
+    // The UCUM code when the system is UCUM; without a system, the code or
+    // the human-readable unit (which producers usually fill with the code).
+    let unit = match system {
+        Some(s) if s != UCUM => {
             return Err(ctx.err(&format!("{field}.system"), &format!("'{UCUM}' (UCUM), found '{s}'")));
         }
-        (_, None) | (None, Some(_)) => match q.get("unit").and_then(Value::as_str).or(code) {
-            Some(u) => u.to_string(),
-            None => return Err(ctx.err(&format!("{field}.code"), "a UCUM unit code")),
-        },
-        _ => unreachable!("covered above"),
+        Some(_) => code.map(str::to_string).ok_or_else(|| ctx.err(&format!("{field}.code"), "a UCUM unit code"))?,
+        None => code
+            .or_else(|| q.get("unit").and_then(Value::as_str))
+            .map(str::to_string)
+            .ok_or_else(|| ctx.err(&format!("{field}.code"), "a UCUM unit code"))?,
     };
     Ok(Quantity { value, unit })
 }
@@ -279,22 +280,19 @@ pub fn dose(ctx: &Ctx) -> Result<Result<Dose, String>, FhirError> {
     if codes.is_empty() {
         return Err(ctx.err("medicationCodeableConcept.coding", "at least one coding"));
     }
-    let (dose, _) = if ctx.resource_type() == "MedicationAdministration" {
-        let d = j.get("dosage").ok_or_else(|| ctx.err("dosage.dose", "a dose Quantity"))?;
-        (quantity(ctx, d, "dose").map_err(|_| ctx.err("dosage.dose", "a dose Quantity with value and UCUM unit"))?, ())
+    let dose = if ctx.resource_type() == "MedicationAdministration" {
+        let field = "dosage.dose";
+        let d = j.get("dosage").ok_or_else(|| ctx.err(field, "a dose Quantity"))?;
+        quantity(ctx, d, "dose").map_err(|_| ctx.err(field, "a dose Quantity with value and UCUM unit"))?
     } else {
+        let field = "dosage[0].doseAndRate[0].doseQuantity";
         let d = j
             .get("dosage")
             .and_then(|d| d.get(0))
             .and_then(|d| d.get("doseAndRate"))
             .and_then(|d| d.get(0))
-            .ok_or_else(|| ctx.err("dosage[0].doseAndRate[0].doseQuantity", "a dose Quantity"))?;
-        (
-            quantity(ctx, d, "doseQuantity").map_err(|_| {
-                ctx.err("dosage[0].doseAndRate[0].doseQuantity", "a dose Quantity with value and UCUM unit")
-            })?,
-            (),
-        )
+            .ok_or_else(|| ctx.err(field, "a dose Quantity"))?;
+        quantity(ctx, d, "doseQuantity").map_err(|_| ctx.err(field, "a dose Quantity with value and UCUM unit"))?
     };
     Ok(Ok(Dose { codes, dose, time: effective(ctx)?, subject: reference(j.get("subject")), at: ctx.loc("") }))
 }
