@@ -125,13 +125,11 @@ async fn load_examples(app: &App) -> Result<(), BootstrapError> {
         tracing::info!(model = %r_id(&meal, file), "loaded example model {file}");
     }
     if let Some(m) = meal {
-        // The example twin: made by a queued run (import, fit, posterior),
-        // stored when the run succeeds.
-        let params = json!({"name": "example patient 001 (synthetic)", "patient": TWIN_PATIENT, "map": TWIN_MAP, "starts": 4, "seed": 1});
+        let params = json!({"spec": MEAL_TRIAL, "patients": 100});
         runs::insert(
             app,
             runs::NewRun {
-                kind: "twin",
+                kind: "trial",
                 model: &m.id,
                 version: &m.version,
                 params: &params,
@@ -142,11 +140,13 @@ async fn load_examples(app: &App) -> Result<(), BootstrapError> {
             },
         )
         .await?;
-        let params = json!({"spec": MEAL_TRIAL, "patients": 100});
+        // The example twin: made by a queued run (import, fit, posterior),
+        // stored when the run succeeds.
+        let params = json!({"name": "example patient 001 (synthetic)", "patient": TWIN_PATIENT, "map": TWIN_MAP, "starts": 4, "seed": 1});
         runs::insert(
             app,
             runs::NewRun {
-                kind: "trial",
+                kind: "twin",
                 model: &m.id,
                 version: &m.version,
                 params: &params,

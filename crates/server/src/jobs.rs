@@ -671,9 +671,6 @@ fn twin(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
             uncertainty.insert(p.id.clone(), sd_ln);
         }
     }
-    for (k, v) in &t.initial {
-        parameters.entry(k.clone()).or_insert(*v);
-    }
     let twin_json = std::fs::read(out.join("twin.json")).map_err(|e| JobError::Io(format!("twin.json: {e}")))?;
     let artifacts = vec![ctx.write("twin.json", "application/json", &twin_json)?];
     let provenance = json!({
@@ -686,6 +683,8 @@ fn twin(input: &JobInput, ctx: &Ctx) -> Result<Outcome, JobError> {
         "warnings": t.provenance.warnings,
         "fit": t.fit,
         "parameters": t.parameters,
+        "initial": t.initial,
+        "covariates": t.covariates,
     });
     Ok(Outcome::Twin(artifacts, TwinRecord { name, parameters, uncertainty, provenance, dir: "twin".into() }))
 }
