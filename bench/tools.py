@@ -226,9 +226,9 @@ def main():
         os._exit(0)
 
     tool.tolerances(args.rtol, args.atol)
-    times, err = [], None
+    times, cpu_times, err = [], [], None
     for _ in range(max(1, args.repeats)):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             tool.restore()
             tool.simulate(args)
@@ -236,7 +236,13 @@ def main():
             err = str(e)[:300]
             break
         times.append(time.perf_counter() - t)
-    out["single"] = {"median_s": statistics.median(times) if times else None, "times_s": times, "error": err}
+        cpu_times.append(time.process_time() - c)
+    out["single"] = {
+        "median_s": statistics.median(times) if times else None,
+        "times_s": times,
+        "median_cpu_s": statistics.median(cpu_times) if cpu_times else None,
+        "error": err,
+    }
     if args.normal_trajectory and err is None:
         tool.restore()
         names, rows = tool.trajectory(args)
@@ -252,7 +258,7 @@ def main():
             out["cohort"] = {"error": str(e)[:300]}
             print(json.dumps(out))
             return
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for m, values in enumerate(members):
             try:
                 tool.set_member(ids, values)
@@ -265,6 +271,7 @@ def main():
             if time.perf_counter() - t > args.budget:
                 break
         secs = time.perf_counter() - t
+        cpu_secs = time.process_time() - c
         if args.member_trajectory and members:
             try:
                 tool.set_member(ids, members[0])
@@ -279,6 +286,7 @@ def main():
             "failures": failures,
             "first_error": first_error,
             "seconds": secs,
+            "cpu_seconds": cpu_secs,
             "sims_per_s": done / secs if secs > 0 else None,
         }
     print(json.dumps(out))
