@@ -81,6 +81,19 @@ pub struct NewRun<'a> {
     pub owner: &'a str,
 }
 
+/// Creation times strictly increase within a process, so runs queued
+/// together (the examples) are claimed in the order they were queued.
+fn next_created() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST.fetch_max(now, Ordering::SeqCst);
+    if prev >= now {
+        LAST.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        now
+    }
+}
+
 pub async fn insert(app: &App, r: NewRun<'_>) -> Result<String, StoreError> {
     let id = new_id();
     sqlx::query(
@@ -97,7 +110,7 @@ pub async fn insert(app: &App, r: NewRun<'_>) -> Result<String, StoreError> {
     .bind(r.project)
     .bind(r.permit)
     .bind(r.owner)
-    .bind(now_ms())
+    .bind(next_created())
     .execute(&app.db.pool)
     .await?;
     app.queue_changed.notify_waiters();
@@ -558,4 +571,17 @@ pub fn artifact_path(app: &App, id: &str, artifacts: &Value, name: &str) -> Opti
     let files: Vec<Artifact> = serde_json::from_value(artifacts["files"].clone()).ok()?;
     let a = files.into_iter().find(|a| a.name == name)?;
     Some((run_dir(app, id).join(dir).join(&a.name), a))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creation_times_strictly_increase() {
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let t = super::next_created();
+            assert!(t > last, "{t} after {last}");
+            last = t;
+        }
+    }
 }
