@@ -1,5 +1,6 @@
-//! Parameter estimation problems in the PEtab v1 format: import, and the
-//! negative log-likelihood at given parameters.
+//! Parameter estimation for problems in the PEtab v1 format: import, the
+//! negative log-likelihood, its exact gradient, multistart optimisation,
+//! profile likelihoods and prediction bands.
 //!
 //! A PEtab problem is an SBML model plus four tables: parameters (scales,
 //! bounds, nominal values, priors), observables (formulas over the model,
@@ -11,6 +12,18 @@
 //! simulates each (pre-equilibration, simulation condition) pair and sums the
 //! PEtab likelihood terms.
 //!
+//! Estimation works on the *scaled estimated parameter vector*: one entry
+//! per estimated row of the parameter table, in table order
+//! ([`Objective::estimated`]), each on its `parameterScale` (log10 rows hold
+//! `log10(value)`); bounds, starts, gradients, Hessians, profiles and
+//! results all use it. [`Objective::evaluate_with_gradient`] gives the
+//! objective, its gradient by forward sensitivities and the Gauss-Newton
+//! Hessian (see the `sens` module for how the sensitivity system is built);
+//! [`fit`] runs seeded Latin-hypercube multistarts of a trust-region
+//! optimiser on that Hessian (Fides-style) or a projected L-BFGS
+//! ([`optimize`]) in parallel; [`profile`] and [`prediction_bands`] give
+//! the uncertainty of a fit.
+//!
 //! Design choices:
 //! - Observable and noise formulas are parsed to `vht_ir::Expr` over the
 //!   model's symbols plus "extras" (placeholders and parameter-table entries
@@ -21,7 +34,8 @@
 //!   initial concentration through a parameter added to the model, so a
 //!   compartment size set by the same condition is taken into account.
 //! - Steady states (pre-equilibration, `inf` times) come from simulating
-//!   until the state derivative is small ([`SteadyState`]); no Newton solve.
+//!   until the state derivative is small ([`SteadyState`]); no Newton solve
+//!   (with sensitivities: until the tangents stop moving too).
 //!
 //! ```no_run
 //! let problem = vht_fit::read(std::path::Path::new("Boehm_JProteomeRes2014.yaml"))?;
@@ -29,6 +43,20 @@
 //! let objective = vht_fit::Objective::new(problem, vht_fit::Settings::default())?;
 //! let value = objective.evaluate(&nominal)?;
 //! println!("{}", value.total());
+//!
+//! // Estimation: 20 seeded starts, then a profile and bands at the best one.
+//! let options = vht_fit::FitOptions { starts: 20, seed: 1, ..Default::default() };
+//! let result = vht_fit::fit(&objective, &options)?;
+//! let best = result.best.expect("at least one start succeeded");
+//! let profiles = vht_fit::profile(
+//!     &objective,
+//!     &best.x,
+//!     best.fval,
+//!     &vht_fit::ProfileOptions { parameters: vec![0], ..Default::default() },
+//! )?;
+//! let (_, _, hessian) = objective.evaluate_with_gradient(&best.x)?;
+//! let bands = vht_fit::prediction_bands(&objective, &best.x, &hessian, None, &Default::default())?;
+//! println!("{:?} {:?}", profiles[0].lower, bands.bands[0].upper);
 //! # Ok::<(), vht_fit::FitError>(())
 //! ```
 //!

@@ -41,7 +41,7 @@
 
 use rayon::prelude::*;
 use vht_ir::eval::eval;
-use vht_ir::{derivative, simplify, Expr, NaryOp, Role, Sym, SymbolKind};
+use vht_ir::{derivative, simplify, BinOp, Expr, NaryOp, Role, Sym, SymbolKind, UnOp};
 use vht_sim::{Column, Outputs, Simulator, Trajectory};
 
 use crate::objective::{nllh_term, Experiment, Extra, Objective, RowEnv, Target, Val};
@@ -223,7 +223,7 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
     }
     // The partial derivatives of `e` by the symbols that have tangents; with
     // `named`, nontrivial ones become assigned symbols shared by all directions.
-    let partials = |e: &Expr, owner: &str, named: bool, ext: &mut vht_ir::Model| -> Vec<(Sym, Expr)> {
+    let partials = |e: &Expr, owner: &str, named: bool, ext: &mut vht_ir::Model| -> Vec<(Sym, Expr, bool)> {
         let mut out = Vec::new();
         for r in e.instant_symbols() {
             if r.index() >= n || tangent[r.index()].is_empty() {
@@ -233,21 +233,36 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
             if d.is_num(0.0) {
                 continue;
             }
+            let d = guard_logs(d);
+            let risky = may_be_infinite(&d);
             let d = if named && !matches!(d, Expr::Num(_) | Expr::Sym(_)) {
                 let name = format!("∂({})/∂({})", owner, model.symbols[r.index()].name);
                 Expr::Sym(ext.add(&name, Role::Internal, SymbolKind::Assigned { expr: d }, Expr::Num(0.0)))
             } else {
                 d
             };
-            out.push((r, d));
+            out.push((r, d, risky));
         }
         out
     };
-    let along = |parts: &[(Sym, Expr)], j: usize| -> Expr {
+    let along = |parts: &[(Sym, Expr, bool)], j: usize| -> Expr {
         let terms: Vec<Expr> = parts
             .iter()
-            .filter_map(|(r, d)| {
-                tangent[r.index()].iter().find(|(k, _)| *k == j).map(|&(_, t)| d.clone() * Expr::Sym(t))
+            .filter_map(|(r, d, risky)| {
+                tangent[r.index()].iter().find(|(k, _)| *k == j).map(|&(_, t)| {
+                    let term = d.clone() * Expr::Sym(t);
+                    // x^b with b < 1 has an infinite derivative at x = 0,
+                    // where the tangent is often exactly 0 too (a species
+                    // that starts at 0): the product is then 0, not NaN.
+                    if *risky {
+                        Expr::Piecewise(
+                            vec![(Expr::Num(0.0), Expr::bin(BinOp::Eq, Expr::Sym(t), Expr::Num(0.0)))],
+                            Box::new(term),
+                        )
+                    } else {
+                        term
+                    }
+                })
             })
             .collect();
         if terms.is_empty() {
@@ -314,7 +329,7 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
         e.instant_symbols()
             .into_iter()
             .filter_map(|s| {
-                let d = derivative(e, s);
+                let d = guard_logs(derivative(e, s));
                 (!d.is_num(0.0)).then_some((s, d))
             })
             .collect()
@@ -572,6 +587,35 @@ impl Sensitivities {
         }
         Ok(acc)
     }
+}
+
+/// `ln(a)` in a derivative becomes 0 where `a <= 0`: `d(a^b)/db = a^b ln(a)`
+/// is 0 at `a = 0` (for `b > 0`) but evaluates as `0 * -inf = NaN`; where
+/// `a < 0` the power itself is already NaN.
+fn guard_logs(e: Expr) -> Expr {
+    e.map(&mut |x| match x {
+        Expr::Un(UnOp::Ln, a) => Expr::Piecewise(
+            vec![(Expr::Un(UnOp::Ln, a.clone()), Expr::bin(BinOp::Gt, (*a).clone(), Expr::Num(0.0)))],
+            Box::new(Expr::Num(0.0)),
+        ),
+        x => x,
+    })
+}
+
+/// Whether `e` may be infinite at finite arguments: it holds a power whose
+/// exponent is not a non-negative integer constant, or a logarithm.
+/// (Divisions are left out: guarding every rational rate law would cost
+/// more than the rare division by a quantity that starts at zero.)
+fn may_be_infinite(e: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| match x {
+        Expr::Bin(BinOp::Pow, _, b) => {
+            found |= !matches!(**b, Expr::Num(v) if v >= 0.0 && v.fract() == 0.0);
+        }
+        Expr::Un(UnOp::Ln, _) => found = true,
+        _ => {}
+    });
+    found
 }
 
 /// `d v / d x` for a parameter on its scale (`x` scaled, `v` linear).
