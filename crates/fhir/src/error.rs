@@ -28,6 +28,7 @@ impl fmt::Display for Loc {
     }
 }
 
+/// Locations are boxed: they are large, and every `Result` here carries the error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FhirError {
@@ -39,13 +40,13 @@ pub enum FhirError {
     Json { file: PathBuf, line: usize, error: String },
     /// A field is missing or has the wrong shape.
     #[error("{at}: field '{field}': expected {expected}")]
-    Field { at: Loc, field: String, expected: String },
+    Field { at: Box<Loc>, field: String, expected: String },
     #[error("{at}: {problem}")]
-    Resource { at: Loc, problem: String },
+    Resource { at: Box<Loc>, problem: String },
     #[error("{at}: LOINC code {code} is not in the mapping file (strict = true)")]
-    UnknownCode { at: Loc, code: String },
+    UnknownCode { at: Box<Loc>, code: String },
     #[error("{at}: cannot convert '{from}' to '{to}': {problem}")]
-    Unit { at: Loc, from: String, to: String, problem: String },
+    Unit { at: Box<Loc>, from: String, to: String, problem: String },
     #[error("{}:{line}: {problem}", file.display())]
     Map { file: PathBuf, line: usize, problem: String },
     #[error("UCUM unit '{unit}' at character {offset}: {problem}")]
@@ -64,6 +65,6 @@ pub enum FhirError {
 
 impl FhirError {
     pub(crate) fn field(at: &Loc, field: &str, expected: impl Into<String>) -> FhirError {
-        FhirError::Field { at: at.clone(), field: field.to_string(), expected: expected.into() }
+        FhirError::Field { at: Box::new(at.clone()), field: field.to_string(), expected: expected.into() }
     }
 }

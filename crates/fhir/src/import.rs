@@ -142,11 +142,11 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
         1 => patients.remove(0),
         0 => {
             let at = Loc { file: input.to_path_buf(), line: 0, path: String::new(), resource: String::new() };
-            return Err(FhirError::Resource { at, problem: "no Patient resource".into() });
+            return Err(FhirError::Resource { at: Box::new(at), problem: "no Patient resource".into() });
         }
         n => {
             return Err(FhirError::Resource {
-                at: patients[1].at.clone(),
+                at: Box::new(patients[1].at.clone()),
                 problem: format!("{n} Patient resources: an import is for one patient"),
             })
         }
@@ -158,11 +158,11 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
         match subject {
             Some(s) if refs.iter().any(|r| r == s) => Ok(()),
             Some(s) => Err(FhirError::Resource {
-                at: at.clone(),
+                at: Box::new(at.clone()),
                 problem: format!("subject.reference '{s}' does not resolve to the bundle's Patient"),
             }),
             None => Err(FhirError::Field {
-                at: at.clone(),
+                at: Box::new(at.clone()),
                 field: "subject.reference".into(),
                 expected: "a reference to the Patient".into(),
             }),
@@ -200,7 +200,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
             None => {
                 let code = loinc.first().map_or_else(|| "(none)".to_string(), |c| c.to_string());
                 if m.strict {
-                    return Err(FhirError::UnknownCode { at: o.at.clone(), code });
+                    return Err(FhirError::UnknownCode { at: Box::new(o.at.clone()), code });
                 }
                 warnings.push(format!("{}: skipped: LOINC code {code} is not in the map", o.at));
             }
@@ -216,7 +216,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
             None => {
                 let code = d.codes.iter().map(|(s, c)| format!("{s}|{c}")).collect::<Vec<_>>().join(", ");
                 if m.strict {
-                    return Err(FhirError::UnknownCode { at: d.at.clone(), code });
+                    return Err(FhirError::UnknownCode { at: Box::new(d.at.clone()), code });
                 }
                 warnings.push(format!("{}: skipped: medication {code} is not in the map", d.at));
             }
@@ -254,7 +254,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
     for (src, o, u, code) in measured {
         let t = model_time(o.time);
         let unit_err = |to: &str, problem: String| FhirError::Unit {
-            at: Loc { path: join(&o.at.path, "valueQuantity"), ..o.at.clone() },
+            at: Box::new(Loc { path: join(&o.at.path, "valueQuantity"), ..o.at.clone() }),
             from: o.value.unit.clone(),
             to: to.to_string(),
             problem,
@@ -298,7 +298,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
     for (d, x) in used_doses {
         let eq = map.equivalences(&x.code, x.molar_mass.as_deref(), None)?;
         let k = ucum::factor(&d.dose.unit, &x.unit, eq).map_err(|e| FhirError::Unit {
-            at: d.at.clone(),
+            at: Box::new(d.at.clone()),
             from: d.dose.unit.clone(),
             to: x.unit.clone(),
             problem: e,

@@ -223,7 +223,8 @@ impl MapFile {
             if !matches!(e.scale.as_str(), "lin" | "log" | "log10") {
                 return Err(self.err(&e.id, format!("scale must be lin, log or log10, found '{}'", e.scale)));
             }
-            if !(e.lower < e.upper) || (e.scale != "lin" && e.lower <= 0.0) {
+            // NaN bounds fail the first test too.
+            if e.lower.partial_cmp(&e.upper) != Some(std::cmp::Ordering::Less) || (e.scale != "lin" && e.lower <= 0.0) {
                 return Err(self.err(
                     &e.id,
                     format!("bounds [{}, {}] must be ordered (and positive on a log scale)", e.lower, e.upper),

@@ -224,11 +224,10 @@ fn quantity(q: &Value, path: &str, out: &mut Vec<String>) {
         out.push(format!("{path}.value: expected a number"));
     }
     match (q.get("system").and_then(Value::as_str), q.get("code").and_then(Value::as_str)) {
-        (Some(UCUM), Some(code)) => {
-            if crate::ucum::parse(code).is_err() {
-                out.push(format!("{path}.code: '{code}' is not a UCUM unit this reader knows"));
-            }
+        (Some(UCUM), Some(code)) if crate::ucum::parse(code).is_err() => {
+            out.push(format!("{path}.code: '{code}' is not a UCUM unit this reader knows"));
         }
+        (Some(UCUM), _) => {}
         (Some(s), _) if s != UCUM => out.push(format!("{path}.system: UCUM is '{UCUM}', found '{s}'")),
         // A code needs a system (FHIR qty-3).
         (None, Some(_)) => out.push(format!("{path}: a code without a system")),

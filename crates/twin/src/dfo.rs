@@ -115,6 +115,7 @@ pub fn fit(objective: &Objective, starts: &[Vec<f64>], max_evals: usize) -> Opti
 
 /// The Hessian of the objective at `x` by central differences (step `h`
 /// on the parameter scale), symmetrised.
+#[allow(clippy::needless_range_loop)] // i and j index x, hm and its transpose at once
 pub fn hessian(objective: &Objective, x: &[f64], h: f64) -> Result<Vec<Vec<f64>>, vht_fit::FitError> {
     let n = x.len();
     let f = |d: &[(usize, f64)]| -> Result<f64, vht_fit::FitError> {

@@ -1,11 +1,11 @@
 //! Personalised twins: a model whose parameters are estimated from one
 //! patient's data, with honest uncertainty and the provenance of the data.
 //!
-//! [`create`] = FHIR import ([`vht_fhir`]) + multistart fit ([`vht_fit::fit`])
-//! + the Gauss-Newton Hessian at the optimum (the Laplace approximation of
-//! the posterior) + posterior draws by MCMC started from it ([`posterior`])
-//! + provenance (SHA-256 of every input, the pseudonym, the
-//! tool version, the date, the fit settings), written as a twin folder:
+//! [`create`] is: the FHIR import ([`vht_fhir`]), a multistart fit
+//! ([`vht_fit::fit`]), the Gauss-Newton Hessian at the optimum (the Laplace
+//! approximation of the posterior), posterior draws by MCMC started from it
+//! ([`posterior`]), and provenance (SHA-256 of every input, the pseudonym,
+//! the tool version, the date, the fit settings), written as a twin folder:
 //!
 //! ```text
 //! TWIN/twin.json        model reference + hash, fitted parameters, covariance, provenance
