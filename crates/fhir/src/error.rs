@@ -14,6 +14,22 @@ pub struct Loc {
     pub resource: String,
 }
 
+impl Loc {
+    /// The location without the file: for text that reaches output files,
+    /// where a file name (which may name the patient) must not.
+    pub fn without_file(&self) -> String {
+        let mut s = String::new();
+        if self.line > 0 {
+            s += &format!("line {}: ", self.line);
+        }
+        s += &self.path;
+        if !self.resource.is_empty() {
+            s += &format!(" (resource {})", self.resource);
+        }
+        s
+    }
+}
+
 impl fmt::Display for Loc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;

@@ -90,6 +90,8 @@ pub struct Imported {
     pub covariates: Vec<Covariate>,
     pub birth_year: Option<i32>,
     pub age_years: Option<i32>,
+    /// What was skipped, by input number, line, JSON path and resource id
+    /// (not by file name, which may name the patient).
     pub warnings: Vec<String>,
 }
 
@@ -127,11 +129,11 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
             }
             "Observation" => match resource::observation(&ctx)? {
                 Ok(o) => observations.push((*k, o)),
-                Err(why) => warnings.push(format!("{}: skipped: {why}", ctx.loc(""))),
+                Err(why) => warnings.push(format!("{}: skipped: {why}", ctx.loc("").without_file())),
             },
             "MedicationAdministration" | "MedicationStatement" => match resource::dose(&ctx)? {
                 Ok(d) => doses.push(d),
-                Err(why) => warnings.push(format!("{}: skipped: {why}", ctx.loc(""))),
+                Err(why) => warnings.push(format!("{}: skipped: {why}", ctx.loc("").without_file())),
             },
             "" => return Err(ctx.err("resourceType", "a resource type")),
             // Other resources (Encounter, Condition, ...) carry nothing the map uses.
@@ -202,7 +204,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
                 if m.strict {
                     return Err(FhirError::UnknownCode { at: Box::new(o.at.clone()), code });
                 }
-                warnings.push(format!("{}: skipped: LOINC code {code} is not in the map", o.at));
+                warnings.push(format!("{}: skipped: LOINC code {code} is not in the map", o.at.without_file()));
             }
         }
     }
@@ -218,7 +220,7 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
                 if m.strict {
                     return Err(FhirError::UnknownCode { at: Box::new(d.at.clone()), code });
                 }
-                warnings.push(format!("{}: skipped: medication {code} is not in the map", d.at));
+                warnings.push(format!("{}: skipped: medication {code} is not in the map", d.at.without_file()));
             }
         }
     }
@@ -264,7 +266,8 @@ pub fn extract_many(inputs: &[&Path], map: &MapFile, key: &[u8]) -> Result<Impor
                 let eq = map.equivalences(&x.loinc, x.molar_mass.as_deref(), x.iu_equivalent.as_deref())?;
                 let k = ucum::factor(&o.value.unit, &x.unit, eq).map_err(|e| unit_err(&x.unit, e))?;
                 if t < 0.0 {
-                    warnings.push(format!("{}: skipped: observed before the time origin (t = {t})", o.at));
+                    warnings
+                        .push(format!("{}: skipped: observed before the time origin (t = {t})", o.at.without_file()));
                     continue;
                 }
                 rows.push(MeasurementRow {

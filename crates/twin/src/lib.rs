@@ -100,8 +100,9 @@ impl Default for CreateOptions {
     }
 }
 
-/// A file an input or part of the twin, with its SHA-256. Only the file
-/// name is kept: a path may name the patient.
+/// An input or a part of the twin, with its SHA-256. Only the file name is
+/// kept (a path may name the patient), and for the patient's data not even
+/// that: the hash identifies the file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileRef {
     pub role: String,
@@ -347,7 +348,11 @@ pub fn create(
         covariates: imported.covariates.clone(),
         fit: summary,
         provenance: Provenance {
-            inputs: vec![file_ref("patient", patient)?, file_ref("map", map_path)?, file_ref("model", &model_path)?],
+            inputs: vec![
+                FileRef { file: String::new(), ..file_ref("patient", patient)? },
+                file_ref("map", map_path)?,
+                file_ref("model", &model_path)?,
+            ],
             tool: format!("vht-twin {}", env!("CARGO_PKG_VERSION")),
             created: now(),
             measurements: imported.measurements.len(),

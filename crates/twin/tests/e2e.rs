@@ -65,6 +65,28 @@ fn twin_predicts_held_back_lunch() {
     let cov0 = vht_twin::check(&twin_dir, &bundle, &held, key, &none).unwrap();
     println!("coverage without the lunch {}/{}", cov0.inside, cov0.total);
     assert!(cov0.inside < cov.inside, "{} without the lunch against {} with it", cov0.inside, cov.inside);
+    // No direct identifier of the Patient anywhere in the twin folder.
+    let p = &s.bundle["entry"][0]["resource"];
+    let mut secrets: Vec<String> = ["id", "birthDate"].iter().map(|k| p[*k].as_str().unwrap().to_string()).collect();
+    secrets.push(p["identifier"][0]["value"].as_str().unwrap().into());
+    secrets.push(p["telecom"][0]["value"].as_str().unwrap().into());
+    secrets.push(p["name"][0]["family"].as_str().unwrap().into());
+    secrets.push(p["address"][0]["line"][0].as_str().unwrap().into());
+    secrets.push("2026-03-02".into());
+    let mut files = vec![twin_dir.clone()];
+    let mut n = 0;
+    while let Some(f) = files.pop() {
+        if f.is_dir() {
+            files.extend(std::fs::read_dir(&f).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&f).unwrap();
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{} contains '{s}'", f.display());
+        }
+    }
+    assert_eq!(n, 10, "twin.json, model.xml, map.toml and 7 problem files");
     // The wrong key is another patient.
     assert!(matches!(
         vht_twin::check(&twin_dir, &bundle, &held, b"other key", &pred),
