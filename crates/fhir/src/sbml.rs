@@ -304,3 +304,55 @@ impl SbmlText {
 pub fn num(v: f64) -> String {
     format!("{v:?}").trim_end_matches(".0").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meal() -> SbmlText {
+        SbmlText::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/dallaman2007_meal.xml"))
+            .unwrap()
+    }
+
+    fn dose(time: f64, amount: f64) -> ModelDose {
+        ModelDose { time, target: "Q_sto1".into(), kind: DoseKind::Bolus, amount, also_set: vec!["D".into()] }
+    }
+
+    #[test]
+    fn doses_become_initial_values_and_events() {
+        let m = meal();
+        let initial: BTreeMap<String, f64> = [("Q_sto1".to_string(), 0.0)].into_iter().collect();
+        let xml = m.with_doses(&initial, &[dose(0.0, 75000.0), dose(30.0, 20000.0)]).unwrap();
+        let copy = SbmlText { path: m.path.clone(), text: xml.clone() };
+        // The dose at t = 0 is in the initial values; the later one is an event.
+        assert_eq!(copy.value("Q_sto1").unwrap(), Some(75000.0));
+        assert_eq!(copy.value("D").unwrap(), Some(75000.0));
+        assert_eq!(xml.matches("<event ").count(), 1);
+        assert!(xml.contains("<geq/><csymbol encoding=\"text\" definitionURL=\"http://www.sbml.org/sbml/symbols/time\">time</csymbol><cn>30</cn>"));
+        assert!(xml.contains("<apply><plus/><ci>Q_sto1</ci><cn>20000</cn></apply>"));
+        // D changes in an event, so it is no longer constant; the rest of the file is untouched.
+        assert!(
+            xml.contains("<parameter constant=\"false\" id=\"D\""),
+            "{}",
+            &xml[xml.find("id=\"D\"").unwrap() - 40..][..80]
+        );
+        assert!(xml.starts_with(&m.text[..2000]), "the header and notes are kept byte for byte");
+        let (model, _) = vht_lower::load_str(&xml, None).unwrap();
+        assert_eq!(model.events.len(), 1);
+    }
+
+    #[test]
+    fn bad_doses_are_refused() {
+        let m = meal();
+        let none = BTreeMap::new();
+        let e = m.with_doses(&none, &[dose(-5.0, 1.0)]).unwrap_err().to_string();
+        assert!(e.contains("before the time origin"), "{e}");
+        let mut d = dose(5.0, 1.0);
+        d.target = "nope".into();
+        assert!(m.with_doses(&none, &[d]).unwrap_err().to_string().contains("'nope'"));
+        // G is defined by an assignment rule: a dose cannot change it.
+        let mut d = dose(5.0, 1.0);
+        d.target = "G".into();
+        assert!(m.with_doses(&none, &[d]).unwrap_err().to_string().contains("rule"));
+    }
+}
