@@ -188,3 +188,20 @@ fn bad_input_is_named() {
     std::fs::write(&k, "\n").unwrap();
     assert!(matches!(vht_fhir::key(Some(&k)), Err(FhirError::EmptyKey { .. })));
 }
+
+#[test]
+fn fixed_time_origin_and_birth_year() {
+    let dir = temp("origin");
+    let (bundle, _, _) = patient(&dir);
+    let mut m = map();
+    m.map.time_origin = vht_fhir::map::TimeOrigin::Fixed { at: "2026-03-02T06:00:00Z".into() };
+    m.map.birth_date = vht_fhir::map::BirthDate::Year;
+    let imported = vht_fhir::extract(&bundle, &m, b"k").unwrap();
+    // 08:00 at +01:00 is 07:00 UTC: one hour after the origin, in minutes.
+    assert_eq!(imported.doses[0].time, 60.0);
+    assert_eq!(imported.measurements[0].time, 60.0);
+    assert_eq!((imported.birth_year, imported.age_years), (Some(1971), None));
+    m.map.birth_date = vht_fhir::map::BirthDate::None;
+    let imported = vht_fhir::extract(&bundle, &m, b"k").unwrap();
+    assert_eq!((imported.birth_year, imported.age_years), (None, None));
+}
