@@ -29,7 +29,7 @@ enum Command {
     Simulate(SimulateArgs),
     /// Run SBML Test Suite semantic cases and judge them by the suite's rule.
     Conformance(ConformanceArgs),
-    /// PEtab parameter-estimation problems: evaluate the objective.
+    /// PEtab parameter estimation: multistart fits, profiles, or the objective (--evaluate).
     Fit(fit::FitArgs),
     /// In silico trials: virtual populations, treatment arms, endpoints.
     Trial(trial::TrialArgs),
