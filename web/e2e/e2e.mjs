@@ -127,6 +127,27 @@ async function signedIn(page, token, modelId) {
   check(plots, "the trial report shows its SVG plots");
   await page.screenshot({ path: path.join(out, "trial.png"), fullPage: true });
   await accessibility(page, "trial report");
+
+  // 10. The example twin (made by a twin run at first start): its page predicts with bands.
+  // The list does not poll: reload it until the twin run has stored its twin.
+  let twinLink = null;
+  for (const deadline = Date.now() + 300_000; Date.now() < deadline; await page.waitForTimeout(5000)) {
+    await page.goto(`${base}/#/twins`);
+    await page.reload();
+    await page.waitForSelector("main table, main p.muted, main .error");
+    twinLink = await page.$eval("main table a[href^='#/twins/']", (a) => a.getAttribute("href")).catch(() => null);
+    if (twinLink) break;
+  }
+  check(twinLink !== null, "the example twin appears in the twins list");
+  if (!twinLink) return;
+  await page.goto(`${base}/${twinLink}`);
+  const pred = await page.waitForSelector("#twin-pred figure.plot", { timeout: 120_000 }).then((f) => f, () => null);
+  check(pred !== null, "the twin page shows a prediction plot");
+  if (!pred) return;
+  const bandNames = await pred.getAttribute("data-bands");
+  check(Number(bandNames) >= 1, "the prediction plot has uncertainty bands", bandNames);
+  check((await seriesPixels(page, pred)) > 200, "the prediction is drawn on the canvas");
+  await page.screenshot({ path: path.join(out, "twin.png"), fullPage: true });
 }
 
 async function main() {

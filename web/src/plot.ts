@@ -56,6 +56,7 @@ export function linePlot(spec: PlotSpec): HTMLElement {
     "data-series": String(names.length),
     "data-points": String(spec.x.length),
     "data-names": names.join(","),
+    "data-bands": String(bandsOpt.length),
   });
   const width = spec.width ?? 860;
   const height = spec.height ?? 360;

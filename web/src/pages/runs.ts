@@ -263,7 +263,7 @@ export function markdownArtifact(run: string, name: string): HTMLElement {
 
 /** Submit a run: kind, model, version, params as JSON, optional dataset/project. */
 export function newRunPage(main: HTMLElement, _p: Record<string, string>, query: URLSearchParams): void {
-  const kind = h("select", { id: "run-kind" }, ["simulate", "fit", "trial"].map((k) => h("option", { value: k, selected: k === query.get("kind") }, k)));
+  const kind = h("select", { id: "run-kind" }, ["simulate", "fit", "trial", "twin"].map((k) => h("option", { value: k, selected: k === query.get("kind") }, k)));
   const model = h("input", { id: "run-model", required: true, value: query.get("model") ?? "" });
   const version = h("input", { id: "run-version", value: query.get("version") ?? "latest" });
   const dataset = h("input", { id: "run-dataset" });

@@ -1,4 +1,4 @@
-import { api, toSeries, type Variables } from "../api";
+import { api, toSeries } from "../api";
 import { h, mount, fmtNum, fmtTime, type Child } from "../dom";
 import { items } from "../list";
 import { linePlot, type Band } from "../plot";
@@ -92,7 +92,11 @@ export function predictionPlot(pred: unknown, title: string, width?: number): HT
  * Fitted parameters with their uncertainty: the server stores a log-scale standard
  * deviation per parameter, so the 90 % range is value · exp(±1.645 sd).
  */
-function paramsTable(ps: unknown, unc: unknown): Child {
+function paramsTable(ps: unknown, unc: unknown, detail?: unknown): Child {
+  // A twin fitted by vht-twin records each parameter's 95 % interval in its provenance.
+  const ci = new Map<string, [number, number]>();
+  if (Array.isArray(detail))
+    for (const d of detail as Json[]) if (typeof d.id === "string" && Array.isArray(d.ci95)) ci.set(d.id, d.ci95 as [number, number]);
   if (!ps || typeof ps !== "object") return h("p", { class: "muted" }, "None recorded.");
   const sds = (unc && typeof unc === "object" ? unc : {}) as Record<string, unknown>;
   const rows = Array.isArray(ps)
@@ -104,17 +108,47 @@ function paramsTable(ps: unknown, unc: unknown): Child {
     h(
       "thead",
       null,
-      h("tr", null, ["parameter", "fitted value", "log-scale sd", "90 % range"].map((c) => h("th", { scope: "col" }, c))),
+      h("tr", null, ["parameter", "fitted value", "log-scale sd", ci.size ? "95 % interval" : "90 % range"].map((c) => h("th", { scope: "col" }, c))),
     ),
     h(
       "tbody",
       null,
       rows.map((r) => {
         const sd = typeof sds[r.id] === "number" ? (sds[r.id] as number) : null;
-        const range = sd !== null && typeof r.value === "number" ? `${fmtNum(r.value * Math.exp(-1.645 * sd))} – ${fmtNum(r.value * Math.exp(1.645 * sd))}` : "—";
+        const c = ci.get(r.id);
+        const range = c
+          ? `${fmtNum(c[0])} – ${fmtNum(c[1])}`
+          : sd !== null && typeof r.value === "number"
+            ? `${fmtNum(r.value * Math.exp(-1.645 * sd))} – ${fmtNum(r.value * Math.exp(1.645 * sd))}`
+            : "—";
         return h("tr", null, h("td", { class: "mono" }, r.id), h("td", { class: "num" }, fmtNum(r.value)), h("td", { class: "num" }, fmtNum(sd)), h("td", { class: "num" }, range));
       }),
     ),
+  );
+}
+
+/** The provenance: what the twin was fitted to (files with their hashes) and how. */
+function provenance(prov: Json): HTMLElement {
+  const inputs = Array.isArray(prov.inputs) ? (prov.inputs as Json[]) : [];
+  const fit = prov.fit && typeof prov.fit === "object" ? (prov.fit as Json) : null;
+  return h(
+    "div",
+    null,
+    inputs.length > 0 &&
+      h(
+        "table",
+        { class: "grid" },
+        h("thead", null, h("tr", null, ["input", "role", "SHA-256"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", null, inputs.map((i) => h("tr", null, h("td", { class: "mono" }, String(i.file ?? "")), h("td", null, String(i.role ?? "")), h("td", { class: "mono", title: String(i.sha256 ?? "") }, String(i.sha256 ?? "").slice(0, 16))))),
+      ),
+    fit &&
+      kv(
+        Object.entries(fit)
+          .filter(([, v]) => typeof v !== "object")
+          .map(([k, v]) => [k, typeof v === "number" ? fmtNum(v) : String(v)]),
+      ),
+    typeof prov.measurements === "number" && h("p", null, `Fitted to ${prov.measurements} measurements.`),
+    h("details", null, h("summary", null, "Full provenance (JSON)"), h("pre", { class: "mono" }, JSON.stringify(prov, null, 2))),
   );
 }
 
@@ -139,39 +173,43 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
       const model = t.model as string | undefined;
       const version = (t.version ?? t.model_version) as string | undefined;
 
-      // Which species to predict: the model's species, the first few ticked.
-      const selectBox = h("fieldset", { class: "select" }, h("legend", null, "Predict these species"));
-      const ticks: HTMLInputElement[] = [];
-      const speciesReady =
-        model && version
-          ? api<Variables>(`/api/models/${encodeURIComponent(model)}/versions/${encodeURIComponent(version)}/variables`)
-              .then((v) => {
-                v.species.forEach((sp, i) => {
-                  const cb = h("input", { type: "checkbox", id: `pred-sel-${sp.id}`, value: sp.id, checked: i < 3 });
-                  ticks.push(cb);
-                  selectBox.appendChild(h("label", { for: `pred-sel-${sp.id}` }, cb, " ", sp.id));
-                });
-              })
-              .catch(() => undefined)
-          : Promise.resolve();
+      // The server predicts every output of the twin (model species, or the observables of
+      // a twin fitted by vht-twin); the boxes choose which are drawn, first few ticked.
+      const selectBox = h("fieldset", { class: "select" }, h("legend", null, "Show"));
+      const ticks = new Map<string, HTMLInputElement>();
+      let last: Json | null = null;
+      let caption: HTMLElement | null = null;
+
+      function draw() {
+        if (!last) return;
+        const all = (last.series ?? {}) as Json;
+        for (const name of Object.keys(all)) {
+          if (ticks.has(name)) continue;
+          const cb = h("input", { type: "checkbox", id: `pred-sel-${name}`, value: name, checked: ticks.size < 3, onchange: draw });
+          ticks.set(name, cb);
+          selectBox.appendChild(h("label", { for: `pred-sel-${name}` }, cb, " ", name));
+        }
+        const shown: Json = {};
+        const units = (last.units ?? {}) as Json;
+        for (const [name, v] of Object.entries(all)) if (ticks.get(name)?.checked) shown[units[name] ? `${name} (${String(units[name])})` : name] = v;
+        const band = Array.isArray(last.band) ? `${Math.round(Number(last.band[0]) * 1000) / 10}–${Math.round(Number(last.band[1]) * 1000) / 10} %` : "";
+        const plot = predictionPlot({ ...last, series: shown }, `Prediction: fitted (line) and ${band || "uncertainty"} band`, Math.max(400, (predBox.clientWidth || 800) - 16));
+        mount(predBox, plot ?? h("p", { class: "muted" }, Object.keys(all).length ? "Tick an output to plot it." : "The prediction has no outputs."), caption);
+      }
 
       async function predict(ev?: Event) {
         ev?.preventDefault();
-        await speciesReady;
-        const select = ticks.filter((t) => t.checked).map((t) => t.value);
         const body: Json = { end: Number(end.input.value), points: Math.round(Number(points.input.value)), samples: Math.round(Number(samples.input.value)), seed: Math.round(Number(seed.input.value)) };
-        if (select.length > 0) body.select = select;
         btn.disabled = true;
         mount(predBox, loading("Predicting"));
         try {
           const r = await api<Json>(`/api/twins/${encodeURIComponent(id)}/predict`, { body });
-          const band = Array.isArray(r.band) ? `${Math.round(Number(r.band[0]) * 100)}–${Math.round(Number(r.band[1]) * 100)} %` : "";
-          const plot = predictionPlot(r, `Prediction: fitted (line) and ${band || "uncertainty"} band`, Math.max(400, (predBox.clientWidth || 800) - 16));
-          mount(
-            predBox,
-            plot ?? h("pre", null, JSON.stringify(r, null, 2)),
-            typeof r.samples === "number" && h("p", { class: "muted" }, `${r.samples} parameter samples (seed ${String(r.seed ?? body.seed)})${r.failed_samples ? `, ${String(r.failed_samples)} failed to simulate` : ""}.`),
-          );
+          last = r;
+          caption =
+            typeof r.samples === "number"
+              ? h("p", { class: "muted", id: "pred-info" }, `${r.samples} parameter samples (seed ${String(r.seed ?? body.seed)})${r.failed_samples ? `, ${String(r.failed_samples)} failed to simulate` : ""}.`)
+              : null;
+          draw();
           mount(msg);
         } catch (e) {
           mount(predBox);
@@ -205,10 +243,10 @@ export function twinPage(main: HTMLElement, params: Record<string, string>): voi
             ),
           ),
         ),
-        section("Fitted parameters and uncertainty", paramsTable(t.parameters ?? t.fitted_parameters, t.uncertainty)),
+        section("Fitted parameters and uncertainty", paramsTable(t.parameters ?? t.fitted_parameters, t.uncertainty, prov.parameters)),
         section(
           "Provenance",
-          t.provenance && Object.keys(prov).length > 0 ? h("pre", { class: "mono" }, JSON.stringify(t.provenance, null, 2)) : h("p", { class: "muted" }, "None recorded."),
+          Object.keys(prov).length > 0 ? provenance(prov) : h("p", { class: "muted" }, "None recorded."),
         ),
       );
       const stored = predictionPlot(t.predictions ?? t.prediction, "Stored prediction");
