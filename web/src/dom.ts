@@ -70,3 +70,19 @@ export function fmtTime(s: string | null | undefined): string {
   if (Number.isNaN(d.getTime())) return s;
   return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 }
+
+/**
+ * Replace a container's contents without losing keyboard focus: pages that poll
+ * (runs, a run) re-render every second or two, and a user tabbing to a Cancel button
+ * must stay on it. Focusable elements carry `data-key`; the one with the focused key
+ * gets focus back.
+ */
+export function remount(el: Element, ...children: Child[]): void {
+  const active = document.activeElement;
+  const key = active && el.contains(active) ? active.getAttribute("data-key") : null;
+  mount(el, ...children);
+  if (key) {
+    const again = el.querySelector<HTMLElement>(`[data-key="${CSS.escape(key)}"]`);
+    again?.focus();
+  }
+}

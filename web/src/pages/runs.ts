@@ -1,5 +1,5 @@
 import { api, fetchBlob, download } from "../api";
-import { h, mount, fmtBytes, fmtTime } from "../dom";
+import { h, mount, remount, fmtBytes, fmtTime } from "../dom";
 import { items } from "../list";
 import { renderMarkdown } from "../markdown";
 import { errorBox, kv, loading, section, statusBadge } from "../ui";
@@ -21,6 +21,7 @@ export interface Run {
   started?: string | null;
   finished?: string | null;
   error?: string | null;
+  cancel_requested?: boolean;
   artifacts?: Artifact[];
   params?: Record<string, unknown>;
   dataset?: string | null;
@@ -28,6 +29,11 @@ export interface Run {
 }
 
 const POLL_MS = 1500;
+
+/** Cancelling a running job is a request: the worker stops it at its next check. */
+function cancelling(r: Run): boolean {
+  return !!r.cancel_requested && ACTIVE.has(r.status);
+}
 const ACTIVE = new Set(["queued", "running"]);
 
 function progressBar(r: Run): HTMLElement {
@@ -70,13 +76,19 @@ export function runsPage(main: HTMLElement, _p: Record<string, string>, query: U
 
   let stopped = false;
   let timer: number | undefined;
+  let lastList = "";
   async function poll() {
     const qs = new URLSearchParams({ limit: "100" });
     if (status) qs.set("status", status);
     try {
       const runs = items<Run>(await api<unknown>(`/api/runs?${qs}`));
       if (stopped) return;
-      mount(table, runsTable(runs, msg, poll));
+      // Re-render only on change, keeping the keyboard focus where it was.
+      const key = JSON.stringify(runs);
+      if (key !== lastList) {
+        lastList = key;
+        remount(table, runsTable(runs, msg, poll));
+      }
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
     } catch (e) {
       if (stopped) return;
@@ -108,10 +120,10 @@ function runsTable(runs: Run[], msg: HTMLElement, refresh: () => void): HTMLElem
         h(
           "tr",
           { "data-run": r.id },
-          h("td", { class: "mono" }, h("a", { href: `#/runs/${encodeURIComponent(r.id)}` }, r.id.slice(0, 12))),
+          h("td", { class: "mono" }, h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, "data-key": `open-${r.id}` }, r.id.slice(0, 12))),
           h("td", null, r.kind),
-          h("td", null, r.model ? h("a", { href: `#/models/${encodeURIComponent(r.model)}` }, r.model) : "—"),
-          h("td", null, statusBadge(r.status)),
+          h("td", null, r.model ? h("a", { href: `#/models/${encodeURIComponent(r.model)}`, "data-key": `model-${r.id}` }, r.model) : "—"),
+          h("td", null, statusBadge(r.status), cancelling(r) && h("span", { class: "muted" }, " cancelling…")),
           h("td", null, progressBar(r)),
           h("td", null, fmtTime(r.created)),
           h("td", null, fmtTime(r.finished)),
@@ -119,7 +131,8 @@ function runsTable(runs: Run[], msg: HTMLElement, refresh: () => void): HTMLElem
             "td",
             null,
             ACTIVE.has(r.status) &&
-              h("button", { type: "button", class: "danger", onclick: () => cancel(r.id, refresh, msg), "aria-label": `Cancel run ${r.id}` }, "Cancel"),
+              !cancelling(r) &&
+              h("button", { type: "button", class: "danger", onclick: () => cancel(r.id, refresh, msg), "aria-label": `Cancel run ${r.id}`, "data-key": `cancel-${r.id}` }, "Cancel"),
           ),
         ),
       ),
@@ -150,11 +163,11 @@ export function runPage(main: HTMLElement, params: Record<string, string>): () =
     try {
       const r = await api<Run>(`/api/runs/${encodeURIComponent(id)}`);
       if (stopped) return;
-      mount(
+      remount(
         head,
         kv([
           ["Kind", r.kind],
-          ["Status", h("span", { id: "run-status" }, statusBadge(r.status))],
+          ["Status", h("span", { id: "run-status" }, statusBadge(r.status), cancelling(r) && h("span", { class: "muted" }, " cancel requested: the job stops at its next check"))],
           ["Progress", progressBar(r)],
           ["Model", r.model ? h("a", { href: `#/models/${encodeURIComponent(r.model)}` }, r.model) : null],
           ["Version", r.version ? h("span", { class: "mono" }, r.version) : null],
@@ -167,13 +180,19 @@ export function runPage(main: HTMLElement, params: Record<string, string>): () =
         h(
           "p",
           { class: "actions" },
-          ACTIVE.has(r.status) && h("button", { type: "button", class: "danger", onclick: () => cancel(r.id, poll, msg) }, "Cancel run"),
+          ACTIVE.has(r.status) && !cancelling(r) && h("button", { type: "button", class: "danger", onclick: () => cancel(r.id, poll, msg), "data-key": "cancel" }, "Cancel run"),
           r.kind === "trial" && r.status === "succeeded" && h("a", { href: `#/trials/${encodeURIComponent(r.id)}` }, "Trial report"),
         ),
       );
       try {
         const text = await api<string>(`/api/runs/${encodeURIComponent(id)}/logs`, { text: true });
-        if (!stopped) logs.textContent = text || "(empty)";
+        const next = text || "(empty)";
+        if (!stopped && logs.textContent !== next) {
+          // Follow the log while the reader is at its end; leave them where they are otherwise.
+          const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
+          logs.textContent = next;
+          if (atEnd) logs.scrollTop = logs.scrollHeight;
+        }
       } catch (e) {
         logs.textContent = `(log unavailable: ${String(e)})`;
       }
