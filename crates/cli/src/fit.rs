@@ -26,8 +26,8 @@ pub struct FitArgs {
     /// (the measurement table's keys with a `simulation` column, plus `sigma` and `nllh`).
     #[arg(long, value_name = "FILE.tsv")]
     simulations: Option<PathBuf>,
-    /// Number of multistart local optimisations (Latin hypercube in the scaled bounds).
-    /// With --profile, 0 means one local optimisation from the nominal values.
+    /// Number of multistart local optimisations (Latin hypercube in the scaled bounds);
+    /// 0 means one local optimisation from the nominal values.
     #[arg(long, default_value_t = 20)]
     starts: usize,
     /// Local optimiser: fides (trust region on the Gauss-Newton Hessian) or lbfgsb.
@@ -54,6 +54,11 @@ pub struct FitArgs {
     /// failed points (the step is rejected), not waited for.
     #[arg(long, default_value_t = 10_000)]
     max_steps: usize,
+    /// After fitting, draw this many parameter vectors from the Laplace
+    /// approximation at the best fit and write 95% prediction bands of every
+    /// measured observable at its measurement times (bands.tsv).
+    #[arg(long, default_value_t = 0)]
+    bands: usize,
     /// No progress line on standard error.
     #[arg(long)]
     quiet: bool,
@@ -78,6 +83,7 @@ pub fn run(a: FitArgs) -> Result<()> {
                 profile: a.profile.clone(),
                 progress: !a.quiet,
                 max_steps: a.max_steps,
+                bands: a.bands,
             },
         );
     }
@@ -154,6 +160,7 @@ struct EstimateArgs {
     profile: Vec<String>,
     progress: bool,
     max_steps: usize,
+    bands: usize,
 }
 
 /// Multistart estimation, then (optionally) profiles; writes the results to the output folder.
@@ -219,6 +226,31 @@ fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
         let profiles = vht_fit::profile(&objective, &best.x, best.fval, &opts)?;
         write_profiles(&out, &objective, &profiles)?;
         eprintln!("profiles: {:.1} s", t.elapsed().as_secs_f64());
+    }
+    if a.bands > 0 {
+        let (_, _, hessian) = objective.evaluate_with_gradient(&best.x)?;
+        let options = vht_fit::BandOptions { samples: a.bands, seed: a.seed, ..Default::default() };
+        let bands = vht_fit::prediction_bands(&objective, &best.x, &hessian, None, &options)?;
+        let mut t = String::from(
+            "preequilibrationConditionId\tsimulationConditionId\tobservableId\ttime\tbest\tmedian\tlower\tupper\n",
+        );
+        for b in &bands.bands {
+            for i in 0..b.times.len() {
+                t += &format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                    b.preequilibration.as_deref().unwrap_or(""),
+                    b.simulation,
+                    b.observable,
+                    b.times[i],
+                    b.best[i],
+                    b.median[i],
+                    b.lower[i],
+                    b.upper[i]
+                );
+            }
+        }
+        std::fs::write(out.join("bands.tsv"), t)?;
+        eprintln!("bands: {} draws, {} failed to simulate", bands.samples, bands.failed);
     }
     print!("{}", summary.markdown);
     println!("results in {}", out.display());
