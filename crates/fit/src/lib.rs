@@ -79,6 +79,7 @@ pub use math::{parse as parse_formula, FormulaError};
 pub use multistart::{fit, fit_from, latin_hypercube, FitOptions, FitResult, Optimizer, StartResult, StartStatus};
 pub use objective::{
     neg_log_prior, nllh_term, Evaluation, ExperimentValue, MeasurementValue, Objective, Settings, SteadyState,
+    WithGradient,
 };
 pub use problem::{
     read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,

@@ -10,6 +10,10 @@ use crate::math;
 use crate::problem::{NoiseDistribution, Prior, PriorKind, Problem, Transformation, Value};
 use crate::{At, FitError};
 
+/// The objective, its gradient and its Gauss-Newton Hessian (rows), see
+/// [`Objective::evaluate_with_gradient`].
+pub type WithGradient = (f64, Vec<f64>, Vec<Vec<f64>>);
+
 /// How to simulate. Plain data.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -396,7 +400,7 @@ impl Objective {
     /// the Fisher information of the noise model (normal: `1/sigma^2` and
     /// `2/sigma^2`; Laplace: `1/b^2` and `1/b^2`), plus the curvature of
     /// normal priors: symmetric positive semi-definite by construction.
-    pub fn evaluate_with_gradient(&self, x: &[f64]) -> Result<(f64, Vec<f64>, Vec<Vec<f64>>), FitError> {
+    pub fn evaluate_with_gradient(&self, x: &[f64]) -> Result<WithGradient, FitError> {
         crate::sens::evaluate(self, x)
     }
 

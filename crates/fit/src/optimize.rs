@@ -227,7 +227,7 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .expect("at least the projected step");
         let snorm = s.norm();
-        if !(pred < 0.0) || snorm == 0.0 {
+        if pred.is_nan() || pred >= 0.0 || snorm == 0.0 {
             // No model decrease left inside the box (e.g. a singular Hessian
             // with a tiny gradient): treat as converged.
             break Stop::Converged("no predicted decrease");

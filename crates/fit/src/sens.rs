@@ -191,9 +191,19 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
         let mut changed = false;
         for b in 0..n {
             for r in &reads[b] {
-                for j in 0..nd {
-                    if dep[r.index()][j] && !dep[b][j] {
-                        dep[b][j] = true;
+                if r.index() == b {
+                    continue;
+                }
+                let (from, to) = if r.index() < b {
+                    let (lo, hi) = dep.split_at_mut(b);
+                    (&lo[r.index()], &mut hi[0])
+                } else {
+                    let (lo, hi) = dep.split_at_mut(r.index());
+                    (&hi[0], &mut lo[b])
+                };
+                for (t, &f) in to.iter_mut().zip(from.iter()) {
+                    if f && !*t {
+                        *t = true;
                         changed = true;
                     }
                 }
@@ -271,29 +281,29 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
             simplify(Expr::Nary(NaryOp::Add, terms))
         }
     };
-    for b in 0..n {
-        if tangent[b].is_empty() {
+    for (b, tangents) in tangent.iter().enumerate() {
+        if tangents.is_empty() {
             continue;
         }
         let sym = model.symbols[b].clone();
         match &sym.kind {
             SymbolKind::Parameter => {
                 let parts = partials(&sym.initial, &sym.name, false, &mut ext);
-                for &(j, t) in &tangent[b] {
+                for &(j, t) in tangents {
                     ext.symbols[t.index()].initial = along(&parts, j);
                 }
             }
             SymbolKind::State { rate } => {
                 let parts_rate = partials(rate, &format!("d/dt {}", sym.name), true, &mut ext);
                 let parts_init = partials(&sym.initial, &sym.name, false, &mut ext);
-                for &(j, t) in &tangent[b] {
+                for &(j, t) in tangents {
                     ext.symbols[t.index()].kind = SymbolKind::State { rate: along(&parts_rate, j) };
                     ext.symbols[t.index()].initial = along(&parts_init, j);
                 }
             }
             SymbolKind::Assigned { expr } => {
                 let parts = partials(expr, &sym.name, true, &mut ext);
-                for &(j, t) in &tangent[b] {
+                for &(j, t) in tangents {
                     ext.symbols[t.index()].kind = SymbolKind::Assigned { expr: along(&parts, j) };
                 }
             }
@@ -647,7 +657,7 @@ fn prior_terms(prior: crate::Prior, scale: Scale, x: f64, v: f64) -> (f64, f64, 
 
 /// The objective, its gradient and its Gauss-Newton Hessian at scaled
 /// estimated parameters `x`.
-pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<(f64, Vec<f64>, Vec<Vec<f64>>), FitError> {
+pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<crate::WithGradient, FitError> {
     let values = obj.values_from_scaled(x)?;
     let sens = match obj.sens.get() {
         Some(s) => s,
