@@ -415,14 +415,38 @@ impl Objective {
         if values.len() != self.problem.parameters.len() {
             return Err(FitError::ParameterCount { expected: self.problem.parameters.len(), found: values.len() });
         }
+        use rayon::prelude::*;
         let mut experiments = Vec::new();
         let mut likelihood = 0.0;
         let nan = MeasurementValue { simulation: f64::NAN, sigma: f64::NAN, nllh: f64::NAN };
         let mut measurements = vec![nan; self.problem.measurements.len()];
-        // Pre-equilibration condition -> the output row at its steady state.
-        let mut preeq_cache: Vec<(usize, Vec<f64>)> = Vec::new();
-        for e in &self.experiments {
-            let nllh = self.experiment(e, values, &mut preeq_cache, &mut measurements)?;
+        // Pre-equilibration condition -> the output row at its steady state;
+        // each is simulated once, then the experiments run in parallel.
+        let mut pres: Vec<usize> = self.experiments.iter().filter_map(|e| e.preeq).collect();
+        pres.sort();
+        pres.dedup();
+        let preeq_cache: Vec<(usize, Vec<f64>)> = pres
+            .par_iter()
+            .map(|&p| {
+                let mut cache = Vec::new();
+                self.preequilibrated(p, values, &mut cache)?;
+                Ok(cache.swap_remove(0))
+            })
+            .collect::<Result<_, FitError>>()?;
+        let results: Vec<(f64, Vec<MeasurementValue>)> = self
+            .experiments
+            .par_iter()
+            .map(|e| {
+                let mut cache = preeq_cache.clone();
+                let mut out = vec![nan; self.problem.measurements.len()];
+                let nllh = self.experiment(e, values, &mut cache, &mut out)?;
+                Ok((nllh, out))
+            })
+            .collect::<Result<_, FitError>>()?;
+        for (e, (nllh, out)) in self.experiments.iter().zip(results) {
+            for r in &e.rows {
+                measurements[r.measurement] = out[r.measurement];
+            }
             likelihood += nllh;
             experiments.push(ExperimentValue {
                 preequilibration: e.preeq.map(|c| self.problem.conditions[c].id.clone()),
@@ -469,31 +493,10 @@ impl Objective {
         values: &[f64],
         preeq_cache: &mut Vec<(usize, Vec<f64>)>,
     ) -> Result<Vec<(Sym, f64)>, FitError> {
-        let cond_name = |c: usize| self.problem.conditions[c].id.clone();
         let mut overrides: Vec<(Sym, f64)> = Vec::new();
         // The first override of a symbol wins, so the most specific come first.
         if let Some(pre) = e.preeq {
-            let mut pre_ov = Vec::new();
-            for &(t, v) in &self.condition_targets[pre] {
-                let x = v.get(values);
-                if !x.is_nan() {
-                    pre_ov.push(match t {
-                        Target::Direct(s) => (s, x),
-                        Target::Amount { init, .. } => (init, x),
-                    });
-                }
-            }
-            // Conditions that share a pre-equilibration share its simulation.
-            let r: &[f64] = match preeq_cache.iter().find(|(c, _)| *c == pre) {
-                Some((_, row)) => row,
-                None => {
-                    pre_ov.extend(self.base_overrides(values));
-                    let traj = self.run(&[], true, &pre_ov, &cond_name(pre))?;
-                    let row = self.steady_row(&traj, 0, &cond_name(pre))?;
-                    preeq_cache.push((pre, traj.row(row).to_vec()));
-                    &preeq_cache[preeq_cache.len() - 1].1
-                }
-            };
+            let r = self.preequilibrated(pre, values, preeq_cache)?;
             // Species the main condition sets are reset; the rest start where
             // pre-equilibration ended.
             for &(t, v) in &self.condition_targets[e.sim] {
@@ -528,6 +531,36 @@ impl Objective {
         }
         overrides.extend(self.base_overrides(values));
         Ok(overrides)
+    }
+
+    /// The output row at the steady state of pre-equilibration condition
+    /// `pre`, from `cache` or simulated (and added to it): conditions that
+    /// share a pre-equilibration share its simulation.
+    fn preequilibrated<'c>(
+        &self,
+        pre: usize,
+        values: &[f64],
+        cache: &'c mut Vec<(usize, Vec<f64>)>,
+    ) -> Result<&'c [f64], FitError> {
+        if let Some(k) = cache.iter().position(|(c, _)| *c == pre) {
+            return Ok(&cache[k].1);
+        }
+        let name = &self.problem.conditions[pre].id;
+        let mut pre_ov = Vec::new();
+        for &(t, v) in &self.condition_targets[pre] {
+            let x = v.get(values);
+            if !x.is_nan() {
+                pre_ov.push(match t {
+                    Target::Direct(s) => (s, x),
+                    Target::Amount { init, .. } => (init, x),
+                });
+            }
+        }
+        pre_ov.extend(self.base_overrides(values));
+        let traj = self.run(&[], true, &pre_ov, name)?;
+        let row = self.steady_row(&traj, 0, name)?;
+        cache.push((pre, traj.row(row).to_vec()));
+        Ok(&cache[cache.len() - 1].1)
     }
 
     /// The likelihood terms of one experiment from its simulation.
