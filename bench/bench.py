@@ -438,11 +438,15 @@ def rate(r):
     """Cohort rate per second of the tool's CPU time (see "What is measured"), counting only
     members that ran to the end; per second of wall time where CPU time is missing."""
     c = g(r, "cohort")
-    if not c or not c.get("done"):
+    return ok_per_s(c, c.get("cpu_seconds") or c.get("seconds")) if c else None
+
+
+def ok_per_s(c, secs):
+    """Members of cohort report `c` that ran to the end, per second of `secs`."""
+    if not c.get("done") or not secs:
         return None
     ok = c["done"] - (c.get("failures") or 0)
-    secs = c.get("cpu_seconds") or c.get("seconds")
-    return ok / secs if secs and ok > 0 else None
+    return ok / secs if ok > 0 else None
 
 
 def single_s(r):
@@ -455,10 +459,7 @@ def single_s(r):
 def parallel_rate(r):
     """vht's cohort rate on its parallel runner (vht-bench --threads), successful members only."""
     c = g(r, "cohort_parallel")
-    if not c or not c.get("done") or not c.get("seconds"):
-        return None
-    ok = c["done"] - (c.get("failures") or 0)
-    return ok / c["seconds"] if ok > 0 else None
+    return ok_per_s(c, c.get("seconds")) if c else None
 
 
 def table(results):
