@@ -164,9 +164,7 @@ fn run(a: &Args) -> Result<Json> {
     let t_cohort = Instant::now();
     let cpu_cohort = thread_cpu_s();
     for m in 0..a.cohort {
-        for (j, slot) in member[..k].iter_mut().enumerate() {
-            slot.1 = values[m * k + j];
-        }
+        set_member(&mut member[..k], &values, m);
         match vht_sim::simulate(&sim, &with_deadline(), &outputs, &member) {
             Ok(traj) => total += traj.stats,
             Err(e) => {
@@ -182,25 +180,14 @@ fn run(a: &Args) -> Result<Json> {
     let cohort_s = t_cohort.elapsed().as_secs_f64();
     let cohort_cpu_s = thread_cpu_s() - cpu_cohort;
     if let (Some(path), true) = (&a.member_trajectory, a.cohort > 0) {
-        for (j, slot) in member[..k].iter_mut().enumerate() {
-            slot.1 = values[j];
-        }
+        set_member(&mut member[..k], &values, 0);
         if let Ok(traj) = vht_sim::simulate(&sim, &with_deadline(), &outputs, &member) {
             write_csv(path, &traj)?;
         }
     }
 
     let parallel = if a.threads > 1 && done > 0 {
-        parallel_cohort(
-            &sim,
-            &with_deadline(),
-            &outputs,
-            &member,
-            &values,
-            k,
-            (done * a.threads).min(a.cohort),
-            a.threads,
-        )?
+        parallel_cohort(&sim, &tc, &outputs, &member, &values, k, (done * a.threads).min(a.cohort), a.threads)?
     } else {
         Json::Null
     };
@@ -251,9 +238,18 @@ fn run(a: &Args) -> Result<Json> {
     ]))
 }
 
+/// Member `m`'s kinetic values (row `m` of `values`, as wide as `kinetic`) into the
+/// kinetic slots at the front of its overrides.
+fn set_member(kinetic: &mut [(Sym, f64)], values: &[f64], m: usize) {
+    let k = kinetic.len();
+    for (slot, &v) in kinetic.iter_mut().zip(&values[m * k..(m + 1) * k]) {
+        slot.1 = v;
+    }
+}
+
 /// The same cohort members (the first `count`) through `vht_sim::simulate_cohort` on a pool
-/// of `threads` threads. The per-run deadline of `tc` is not used here: it is an instant,
-/// fixed when `tc` was made.
+/// of `threads` threads. `tc` is the time course without a per-run deadline: a deadline is
+/// an instant, fixed when a time course is made, so one cannot serve a whole pool.
 #[allow(clippy::too_many_arguments)]
 fn parallel_cohort(
     sim: &Simulator,
@@ -265,20 +261,17 @@ fn parallel_cohort(
     count: usize,
     threads: usize,
 ) -> Result<Json> {
-    let tc = TimeCourse { deadline: None, ..tc.clone() };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let t = Instant::now();
     let summary = pool.install(|| {
         vht_sim::simulate_cohort(
             sim,
-            &tc,
+            tc,
             outputs,
             count,
             |m, buf| {
                 buf.extend_from_slice(member);
-                for (j, slot) in buf[..k].iter_mut().enumerate() {
-                    slot.1 = values[m * k + j];
-                }
+                set_member(&mut buf[..k], values, m);
             },
             // Trajectories are dropped as they come: a cohort's memory stays flat.
             |_, r| drop(std::hint::black_box(r)),
