@@ -1,7 +1,7 @@
 //! The database: one `sqlx::AnyPool` over SQLite or PostgreSQL, the same
 //! queries for both (placeholders `$1`, which both accept; times as BIGINT
-//! milliseconds; JSON as TEXT), and a small migration runner with one
-//! folder of SQL per backend.
+//! milliseconds; JSON as TEXT), and a small migration runner: one SQL text
+//! per step for both backends, plus each backend's own text where they differ.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,14 +23,25 @@ pub struct Db {
     pub backend: Backend,
 }
 
-/// (version, SQLite text, PostgreSQL text), applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql")),
-    (
-        2,
-        include_str!("../migrations/sqlite/0002_twin_source.sql"),
-        include_str!("../migrations/postgres/0002_twin_source.sql"),
-    ),
+/// One schema step: `both` runs on either backend (the tables: SQLite and
+/// PostgreSQL accept the same DDL), then the backend's own text (what they
+/// cannot share, such as trigger syntax), in one transaction.
+struct Migration {
+    version: i64,
+    both: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Applied in order.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        both: include_str!("../migrations/0001_init.sql"),
+        sqlite: include_str!("../migrations/sqlite/0001_audit_append_only.sql"),
+        postgres: include_str!("../migrations/postgres/0001_audit_append_only.sql"),
+    },
+    Migration { version: 2, both: include_str!("../migrations/0002_twin_source.sql"), sqlite: "", postgres: "" },
 ];
 
 impl Db {
@@ -78,7 +89,7 @@ impl Db {
             )
             .execute(&mut *conn)
             .await?;
-            for &(version, sqlite, postgres) in MIGRATIONS {
+            for &Migration { version, both, sqlite, postgres } in MIGRATIONS {
                 let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(version)
                     .fetch_optional(&mut *conn)
@@ -86,12 +97,14 @@ impl Db {
                 if done.is_some() {
                     continue;
                 }
-                let sql = if self.backend == Backend::Sqlite { sqlite } else { postgres };
+                let own = if self.backend == Backend::Sqlite { sqlite } else { postgres };
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|source| StoreError::Migration { version, source })?;
+                for sql in [both, own].into_iter().filter(|s| !s.trim().is_empty()) {
+                    sqlx::raw_sql(sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|source| StoreError::Migration { version, source })?;
+                }
                 sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)")
                     .bind(version)
                     .bind(now_ms())

@@ -1,5 +1,7 @@
--- OpenVHT platform schema, SQLite. Times are milliseconds since the Unix epoch.
--- Keep in step with migrations/postgres/0001_init.sql (the same tables and columns).
+-- OpenVHT platform schema: the tables, one text for SQLite and PostgreSQL
+-- (both accept this DDL). Times are milliseconds since the Unix epoch.
+-- What the two cannot share (the audit log's append-only triggers) is in
+-- sqlite/ and postgres/0001_audit_append_only.sql, applied after this.
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -122,17 +124,6 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
--- The audit log is append-only: the database itself refuses changes, so a
--- bug in the server cannot rewrite history; the hash chain detects anyone who
--- removes these triggers first.
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-BEGIN
-    SELECT RAISE(ABORT, 'the audit log is append-only');
-END;
-CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-BEGIN
-    SELECT RAISE(ABORT, 'the audit log is append-only');
-END;
 CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
