@@ -302,13 +302,14 @@ macro_rules! integrate_with {
         }
         let problem = builder.build().map_err(fail)?;
         let solver = problem.bdf::<$lu>().map_err(fail)?;
+        let interp = RefCell::new(solver.state().y.clone());
         let mut it = Bdf {
             solver,
             sys,
             counters: &counters,
             max_steps: options.max_steps,
             tmp: vec![0.0; n],
-            interp: RefCell::new(None),
+            interp,
             _eqn: std::marker::PhantomData,
         };
         Ok(body(&mut it))
@@ -346,7 +347,8 @@ struct Bdf<'a, 'c, Eqn: diffsol::Op, M, S> {
     counters: &'c Counters,
     max_steps: usize,
     tmp: Vec<f64>,
-    interp: RefCell<Option<Eqn::V>>,
+    /// Where `interpolate` writes, kept between calls: outputs interpolate at every row.
+    interp: RefCell<Eqn::V>,
     _eqn: std::marker::PhantomData<&'a Eqn>,
 }
 
@@ -397,9 +399,7 @@ where
     }
 
     fn interpolate(&self, t: f64, out: &mut [f64]) -> Result<(), SolveError> {
-        // Into a vector kept between calls: outputs interpolate at every row.
-        let mut v = self.interp.borrow_mut();
-        let v = v.get_or_insert_with(|| self.solver.state().y.clone());
+        let v = &mut *self.interp.borrow_mut();
         self.solver.interpolate_inplace(t, v).map_err(|e| SolveError::Failed { t, reason: e.to_string() })?;
         out.copy_from_slice(v.slice());
         Ok(())
