@@ -152,9 +152,7 @@ pub fn trajectory(plan: &Plan, arm: &ArmPlan, candidate: u64) -> Result<Trajecto
 
 /// The trajectory of a patient with the given parameter values (spec order).
 pub fn trajectory_of(plan: &Plan, arm: &ArmPlan, values: &[f64]) -> Result<Trajectory, String> {
-    let overrides = plan.overrides(values, Some(arm));
-    let tc = time_course(plan, &arm.times);
-    guarded(|| vht_sim::simulate(&arm.sim, &tc, &arm.outputs, &overrides))
+    trajectory_with(plan, arm, values, &arm.outputs)
 }
 
 /// A patient's trajectory of the given outputs (compiled for this arm's
@@ -178,8 +176,7 @@ pub fn endpoints_of(plan: &Plan, arm: &ArmPlan, values: &[f64]) -> Result<Vec<f6
 
 /// One patient's endpoints in one arm.
 pub fn endpoints(plan: &Plan, arm: &ArmPlan, candidate: u64) -> Result<Vec<f64>, String> {
-    let traj = trajectory(plan, arm, candidate)?;
-    Ok(crate::endpoints::compute(&arm.reads, &traj.times, &traj.values, traj.names.len()))
+    endpoints_of(plan, arm, &plan.sampler.sample(candidate))
 }
 
 enum Verdict {
@@ -295,9 +292,13 @@ pub fn simulate_patients(
         .par_iter()
         .enumerate()
         .map(|(k, &c)| {
+            // Sampled once per patient: every arm starts from the same values.
             let params = plan.sampler.sample(c);
-            let results =
-                plan.arms_of(first + k as u64).into_iter().map(|a| (a, endpoints(plan, &plan.arms[a], c))).collect();
+            let results = plan
+                .arms_of(first + k as u64)
+                .into_iter()
+                .map(|a| (a, endpoints_of(plan, &plan.arms[a], &params)))
+                .collect();
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress(Progress { phase: Phase::Simulating, done: d, total });
             (params, results)
