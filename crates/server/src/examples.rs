@@ -3,7 +3,7 @@
 //! models (embedded in the binary, so it works from any folder), a
 //! simulation of each and the example meal trial as queued runs.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::catalogue::{self, Kind};
 use crate::error::ApiError;
@@ -104,63 +104,34 @@ async fn load_examples(app: &App) -> Result<(), BootstrapError> {
         .await
         .map_err(|e| err(file, e))?;
         let end = if file.starts_with("dallaman") { 420.0 } else { 1000.0 };
-        let params = json!({"start": 0.0, "end": end, "points": 201});
-        runs::insert(
-            app,
-            runs::NewRun {
-                kind: "simulate",
-                model: &r.id,
-                version: &r.version,
-                params: &params,
-                dataset: None,
-                project: None,
-                permit: None,
-                owner: SYSTEM,
-            },
-        )
-        .await?;
+        queue(app, "simulate", &r, json!({"start": 0.0, "end": end, "points": 201})).await?;
+        tracing::info!(model = %r.id, "loaded example model {file}");
         if file.starts_with("dallaman") {
             meal = Some(r);
         }
-        tracing::info!(model = %r_id(&meal, file), "loaded example model {file}");
     }
     if let Some(m) = meal {
-        let params = json!({"spec": MEAL_TRIAL, "patients": 100});
-        runs::insert(
-            app,
-            runs::NewRun {
-                kind: "trial",
-                model: &m.id,
-                version: &m.version,
-                params: &params,
-                dataset: None,
-                project: None,
-                permit: None,
-                owner: SYSTEM,
-            },
-        )
-        .await?;
+        queue(app, "trial", &m, json!({"spec": MEAL_TRIAL, "patients": 100})).await?;
         // The example twin: made by a queued run (import, fit, posterior),
         // stored when the run succeeds.
         let params = json!({"name": "example patient 001 (synthetic)", "patient": TWIN_PATIENT, "map": TWIN_MAP, "starts": 4, "seed": 1});
-        runs::insert(
-            app,
-            runs::NewRun {
-                kind: "twin",
-                model: &m.id,
-                version: &m.version,
-                params: &params,
-                dataset: None,
-                project: None,
-                permit: None,
-                owner: SYSTEM,
-            },
-        )
-        .await?;
+        queue(app, "twin", &m, params).await?;
     }
     Ok(())
 }
 
-fn r_id(meal: &Option<catalogue::Imported>, file: &str) -> String {
-    meal.as_ref().map(|m| m.id.clone()).unwrap_or_else(|| file.to_string())
+/// Queues a run of `kind` on an example model, owned by the system.
+async fn queue(app: &App, kind: &str, model: &catalogue::Imported, params: Value) -> Result<(), BootstrapError> {
+    let run = runs::NewRun {
+        kind,
+        model: &model.id,
+        version: &model.version,
+        params: &params,
+        dataset: None,
+        project: None,
+        permit: None,
+        owner: SYSTEM,
+    };
+    runs::insert(app, run).await?;
+    Ok(())
 }
