@@ -424,6 +424,18 @@ pub fn prepare_tasks(
     of: u64,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(Job, Screening), TrialError> {
+    prepare_in(plan, out, size, of, &pool(threads, out)?, progress)
+}
+
+/// [`prepare_tasks`] on a given pool (a shard task reuses its own for simulating).
+fn prepare_in(
+    plan: &Plan,
+    out: &Path,
+    size: Option<u64>,
+    of: u64,
+    pool: &rayon::ThreadPool,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(Job, Screening), TrialError> {
     let size = size.unwrap_or(plan.spec.population.size).max(1);
     if of == 0 {
         return Err(store_err(out, "a trial needs at least one task"));
@@ -431,17 +443,14 @@ pub fn prepare_tasks(
     let shard_dir = out.join("shards");
     std::fs::create_dir_all(&shard_dir).map_err(io(&shard_dir))?;
     let fingerprint = fingerprint(plan, size, &task_layout(of));
-    let pool = pool(threads, out)?;
-    let Some(screening) = population(plan, out, size, &fingerprint, &pool, progress)? else {
+    let Some(screening) = population(plan, out, size, &fingerprint, pool, progress)? else {
         return Err(TrialError::OtherTrial { dir: out.to_path_buf() });
     };
     let spec = std::path::absolute(&plan.spec.path).map_err(io(&plan.spec.path))?;
     let job = Job { spec, size, tasks: of, fingerprint };
     let path = out.join("job.json");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let found: Job = serde_json::from_str(&text).map_err(|e| store_err(&path, e))?;
-        if found.fingerprint != job.fingerprint {
+        if read_job(out)?.fingerprint != job.fingerprint {
             return Err(TrialError::OtherTrial { dir: out.to_path_buf() });
         }
     } else {
@@ -471,7 +480,8 @@ pub fn shard(
     if opts.index >= opts.of {
         return Err(store_err(&opts.out, format!("task {} does not exist in a split into {}", opts.index, opts.of)));
     }
-    let (job, screening) = prepare_tasks(plan, &opts.out, opts.threads, opts.size, opts.of, progress)?;
+    let pool = pool(opts.threads, &opts.out)?;
+    let (job, screening) = prepare_in(plan, &opts.out, opts.size, opts.of, &pool, progress)?;
     let shard_dir = opts.out.join("shards");
     let n = screening.candidates.len() as u64;
     let (first, last) = task_range(n, opts.index, opts.of);
@@ -479,7 +489,6 @@ pub fn shard(
     if path.exists() {
         return Ok(ShardOutcome { path, first, last, simulated: false, simulate_time: Duration::ZERO });
     }
-    let pool = pool(opts.threads, &opts.out)?;
     let done = AtomicU64::new(0);
     let started = Instant::now();
     let table = pool.install(|| {
