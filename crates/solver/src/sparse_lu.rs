@@ -446,8 +446,8 @@ impl SparseLu {
             }
             w[j] = s;
         }
-        for k in 0..n {
-            b[self.q[self.p[k]]] = w[k];
+        for (&wk, &i) in w[..n].iter().zip(&self.qp) {
+            b[i] = wk;
         }
     }
 }
