@@ -187,10 +187,16 @@ fn bootstrap_ci_unpaired(
 /// Summarises a trial's table.
 pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary {
     let a = &spec.analysis;
-    let rows_of = |arm: usize| -> Vec<usize> { (0..t.len()).filter(|&r| t.arm[r] as usize == arm).collect() };
+    // Each arm's rows, found once for the arm summaries and the comparisons.
+    let mut arm_rows: Vec<Vec<usize>> = vec![Vec::new(); spec.arms.len()];
+    for r in 0..t.len() {
+        if let Some(rows) = arm_rows.get_mut(t.arm[r] as usize) {
+            rows.push(r);
+        }
+    }
     let mut arms = Vec::new();
     for (ai, arm) in spec.arms.iter().enumerate() {
-        let rows = rows_of(ai);
+        let rows = &arm_rows[ai];
         let failed_rows: Vec<&str> = rows.iter().filter_map(|&r| t.reason[r].as_deref()).collect();
         let mut failures: Vec<(String, u64)> = Vec::new();
         for reason in &failed_rows {
@@ -236,78 +242,56 @@ pub fn summarize(spec: &Spec, t: &Table, screening: &ScreeningStats) -> Summary 
         });
     }
 
-    // Paired differences: rows are patient-major with every arm per patient,
-    // so a patient's row in arm `k` is found through an index by patient.
+    // Crossover: paired differences; rows are patient-major with every arm
+    // per patient, so a patient's row in arm `k` is found through an index
+    // by patient. Randomised: the difference of the groups' means.
     let control = a.control;
-    let mut by_patient: std::collections::HashMap<(u64, u32), usize> = std::collections::HashMap::new();
-    for r in 0..t.len() {
-        by_patient.insert((t.patient[r], t.arm[r]), r);
-    }
     let paired = spec.assignment == crate::spec::Assignment::Crossover;
+    let mut by_patient: std::collections::HashMap<(u64, u32), usize> = std::collections::HashMap::new();
+    if paired {
+        for r in 0..t.len() {
+            by_patient.insert((t.patient[r], t.arm[r]), r);
+        }
+    }
+    let control_rows = &arm_rows[control];
     let mut comparisons = Vec::new();
     for (ai, arm) in spec.arms.iter().enumerate() {
         if ai == control {
             continue;
         }
-        let rows = rows_of(ai);
-        if !paired {
-            let control_rows = rows_of(control);
-            let endpoints = spec
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(e, ep)| {
-                    let values = |rows: &[usize]| -> Vec<f64> {
-                        rows.iter().map(|&r| t.endpoints[e][r]).filter(|v| !v.is_nan()).collect()
-                    };
-                    let (xa, xc) = (values(&rows), values(&control_rows));
-                    let mean = match (mean_sd(&xa).0, mean_sd(&xc).0) {
-                        (Some(ma), Some(mc)) => Some(ma - mc),
-                        _ => None,
-                    };
-                    let stream = (ai as u64) << 32 | e as u64;
-                    let (ci_low, ci_high) = bootstrap_ci_unpaired(&xa, &xc, a.bootstrap, a.confidence, a.seed, stream);
-                    Difference {
-                        name: ep.name.clone(),
-                        n: xa.len() as u64,
-                        n_control: Some(xc.len() as u64),
-                        mean,
-                        sd: None,
-                        ci_low,
-                        ci_high,
-                        confidence: a.confidence,
-                        bootstrap: a.bootstrap,
-                    }
-                })
-                .collect();
-            comparisons.push(Comparison {
-                arm: arm.name.clone(),
-                control: spec.arms[control].name.clone(),
-                paired,
-                endpoints,
-            });
-            continue;
-        }
+        let rows = &arm_rows[ai];
         let endpoints = spec
             .endpoints
             .iter()
             .enumerate()
             .map(|(e, ep)| {
-                let d: Vec<f64> = rows
-                    .iter()
-                    .filter_map(|&r| {
-                        let c = *by_patient.get(&(t.patient[r], control as u32))?;
-                        let v = t.endpoints[e][r] - t.endpoints[e][c];
-                        (!v.is_nan()).then_some(v)
-                    })
-                    .collect();
-                let (mean, sd) = mean_sd(&d);
                 let stream = (ai as u64) << 32 | e as u64;
-                let (ci_low, ci_high) = bootstrap_ci(&d, a.bootstrap, a.confidence, a.seed, stream);
+                let (n, n_control, (mean, sd), (ci_low, ci_high)) = if paired {
+                    let d: Vec<f64> = rows
+                        .iter()
+                        .filter_map(|&r| {
+                            let c = *by_patient.get(&(t.patient[r], control as u32))?;
+                            let v = t.endpoints[e][r] - t.endpoints[e][c];
+                            (!v.is_nan()).then_some(v)
+                        })
+                        .collect();
+                    (d.len(), None, mean_sd(&d), bootstrap_ci(&d, a.bootstrap, a.confidence, a.seed, stream))
+                } else {
+                    let values = |rows: &[usize]| -> Vec<f64> {
+                        rows.iter().map(|&r| t.endpoints[e][r]).filter(|v| !v.is_nan()).collect()
+                    };
+                    let (xa, xc) = (values(rows), values(control_rows));
+                    let mean = match (mean_sd(&xa).0, mean_sd(&xc).0) {
+                        (Some(ma), Some(mc)) => Some(ma - mc),
+                        _ => None,
+                    };
+                    let ci = bootstrap_ci_unpaired(&xa, &xc, a.bootstrap, a.confidence, a.seed, stream);
+                    (xa.len(), Some(xc.len() as u64), (mean, None), ci)
+                };
                 Difference {
                     name: ep.name.clone(),
-                    n: d.len() as u64,
-                    n_control: None,
+                    n: n as u64,
+                    n_control,
                     mean,
                     sd,
                     ci_low,
