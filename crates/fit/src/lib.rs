@@ -86,6 +86,6 @@ pub use problem::{
     Transformation, Value,
 };
 pub use uncertainty::{
-    interval, prediction_bands, profile, BandOptions, Bands, Prediction, PredictionBand, Profile, ProfileOptions,
-    ProfilePoint, CI95,
+    interval, prediction_and_measurement_bands, prediction_bands, profile, quantile, BandOptions, Bands, NoiseSource,
+    Prediction, PredictionBand, Profile, ProfileOptions, ProfilePoint, CI95,
 };

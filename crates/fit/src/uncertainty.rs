@@ -350,6 +350,64 @@ impl Objective {
     }
 }
 
+/// Standard normal and uniform `[0, 1)` numbers: the randomness of
+/// measurement noise in [`Objective::add_noise`].
+pub trait NoiseSource {
+    fn normal(&mut self) -> f64;
+    fn uniform(&mut self) -> f64;
+}
+
+impl NoiseSource for Rng {
+    fn normal(&mut self) -> f64 {
+        Rng::normal(self)
+    }
+    fn uniform(&mut self) -> f64 {
+        Rng::uniform(self)
+    }
+}
+
+impl Objective {
+    /// Turns predictions into draws of new measurements: adds noise of each
+    /// observable's noise model (scale `sigmas`, on its transformed scale).
+    /// `None` if a prediction's observable is not in the problem.
+    pub fn add_noise(&self, predictions: &mut [Prediction], source: &mut impl NoiseSource) -> Option<()> {
+        for pred in predictions {
+            let code = self.problem.observables.iter().find(|ob| ob.id == pred.observable)?;
+            for (v, s) in pred.values.iter_mut().zip(&pred.sigmas) {
+                let e = match code.noise {
+                    NoiseDistribution::Normal => s * source.normal(),
+                    // Laplace by inverse CDF.
+                    NoiseDistribution::Laplace => {
+                        let u = source.uniform() - 0.5;
+                        -s * u.signum() * (1.0 - 2.0 * u.abs()).ln()
+                    }
+                };
+                *v = match code.transformation {
+                    Transformation::Lin => *v + e,
+                    Transformation::Log => (v.ln() + e).exp(),
+                    Transformation::Log10 => 10f64.powf(v.log10() + e),
+                };
+            }
+        }
+        Some(())
+    }
+}
+
+/// The `p` quantile of sorted values, interpolated linearly between order
+/// statistics; NaN when there are none.
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = p * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos - pos.floor());
+    if i + 1 < sorted.len() {
+        sorted[i] * (1.0 - frac) + sorted[i + 1] * frac
+    } else {
+        sorted[i]
+    }
+}
+
 /// Prediction bands from the Laplace approximation at the estimate `x_hat`
 /// (scaled) with Gauss-Newton Hessian `hessian` (see the module docs).
 pub fn prediction_bands(
@@ -359,6 +417,36 @@ pub fn prediction_bands(
     times: Option<&[f64]>,
     options: &BandOptions,
 ) -> Result<Bands, FitError> {
+    let mut out = bands_of(objective, x_hat, hessian, times, options, &[options.include_noise])?;
+    Ok(out.remove(0))
+}
+
+/// The band of the observable and the band of a new measurement (what
+/// [`prediction_bands`] gives with `include_noise` false and true; that
+/// field of `options` is not used), from one set of draws and simulations:
+/// half the simulations of two calls.
+pub fn prediction_and_measurement_bands(
+    objective: &Objective,
+    x_hat: &[f64],
+    hessian: &[Vec<f64>],
+    times: Option<&[f64]>,
+    options: &BandOptions,
+) -> Result<(Bands, Bands), FitError> {
+    let mut out = bands_of(objective, x_hat, hessian, times, options, &[false, true])?;
+    let measured = out.remove(1);
+    Ok((out.remove(0), measured))
+}
+
+/// One [`Bands`] per entry of `noise` (with or without measurement noise),
+/// all from the same draws and simulations.
+fn bands_of(
+    objective: &Objective,
+    x_hat: &[f64],
+    hessian: &[Vec<f64>],
+    times: Option<&[f64]>,
+    options: &BandOptions,
+    noise: &[bool],
+) -> Result<Vec<Bands>, FitError> {
     let (lb, ub) = objective.scaled_bounds();
     let n = lb.len();
     if x_hat.len() != n || hessian.len() != n {
@@ -380,74 +468,52 @@ pub fn prediction_bands(
             (x, (rng.uniform() * u64::MAX as f64) as u64)
         })
         .collect();
-    let sims: Vec<Option<Vec<Prediction>>> = draws
+    // Per draw, one prediction per entry of `noise` (None: the simulation failed).
+    let sims: Vec<Option<Vec<Vec<Prediction>>>> = draws
         .par_iter()
         .map(|(x, seed)| {
-            let mut p = objective.predict(x, times).ok()?;
-            if options.include_noise {
-                let mut r = Rng::new(*seed);
-                for (pred, o) in p.iter_mut().zip(&best) {
-                    let code = objective.problem.observables.iter().find(|ob| ob.id == o.observable)?;
-                    for (v, s) in pred.values.iter_mut().zip(&pred.sigmas) {
-                        let e = match code.noise {
-                            NoiseDistribution::Normal => s * r.normal(),
-                            // Laplace by inverse CDF.
-                            NoiseDistribution::Laplace => {
-                                let u = r.uniform() - 0.5;
-                                -s * u.signum() * (1.0 - 2.0 * u.abs()).ln()
-                            }
-                        };
-                        *v = match code.transformation {
-                            Transformation::Lin => *v + e,
-                            Transformation::Log => (v.ln() + e).exp(),
-                            Transformation::Log10 => 10f64.powf(v.log10() + e),
-                        };
+            let p = objective.predict(x, times).ok()?;
+            noise
+                .iter()
+                .map(|&with_noise| {
+                    let mut p = p.clone();
+                    if with_noise {
+                        objective.add_noise(&mut p, &mut Rng::new(*seed))?;
                     }
-                }
-            }
-            Some(p)
+                    Some(p)
+                })
+                .collect()
         })
         .collect();
-    let ok: Vec<&Vec<Prediction>> = sims.iter().flatten().collect();
+    let ok: Vec<&Vec<Vec<Prediction>>> = sims.iter().flatten().collect();
     let failed = sims.len() - ok.len();
-    let q = |v: &mut Vec<f64>, p: f64| -> f64 {
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        v.sort_by(f64::total_cmp);
-        let pos = p * (v.len() - 1) as f64;
-        let (i, frac) = (pos.floor() as usize, pos - pos.floor());
-        if i + 1 < v.len() {
-            v[i] * (1.0 - frac) + v[i + 1] * frac
-        } else {
-            v[i]
-        }
-    };
     let alpha = (1.0 - options.level) / 2.0;
-    let bands = best
-        .iter()
-        .enumerate()
-        .map(|(b, p)| {
-            let mut lower = Vec::new();
-            let mut upper = Vec::new();
-            let mut median = Vec::new();
-            for i in 0..p.times.len() {
-                let mut v: Vec<f64> = ok.iter().map(|s| s[b].values[i]).filter(|v| v.is_finite()).collect();
-                lower.push(q(&mut v, alpha));
-                median.push(q(&mut v, 0.5));
-                upper.push(q(&mut v, 1.0 - alpha));
-            }
-            PredictionBand {
-                preequilibration: p.preequilibration.clone(),
-                simulation: p.simulation.clone(),
-                observable: p.observable.clone(),
-                times: p.times.clone(),
-                best: p.values.clone(),
-                median,
-                lower,
-                upper,
-            }
-        })
-        .collect();
-    Ok(Bands { bands, failed, samples: options.samples })
+    let bands_at = |which: usize| {
+        best.iter()
+            .enumerate()
+            .map(|(b, p)| {
+                let mut lower = Vec::new();
+                let mut upper = Vec::new();
+                let mut median = Vec::new();
+                for i in 0..p.times.len() {
+                    let mut v: Vec<f64> = ok.iter().map(|s| s[which][b].values[i]).filter(|v| v.is_finite()).collect();
+                    v.sort_by(f64::total_cmp);
+                    lower.push(quantile(&v, alpha));
+                    median.push(quantile(&v, 0.5));
+                    upper.push(quantile(&v, 1.0 - alpha));
+                }
+                PredictionBand {
+                    preequilibration: p.preequilibration.clone(),
+                    simulation: p.simulation.clone(),
+                    observable: p.observable.clone(),
+                    times: p.times.clone(),
+                    best: p.values.clone(),
+                    median,
+                    lower,
+                    upper,
+                }
+            })
+            .collect()
+    };
+    Ok((0..noise.len()).map(|which| Bands { bands: bands_at(which), failed, samples: options.samples }).collect())
 }

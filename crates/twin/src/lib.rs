@@ -484,9 +484,8 @@ pub fn predict(dir: &Path, interventions: &[Intervention], options: &PredictOpti
             let n = options.samples.min(post.draws.len()).max(1);
             let draws: Vec<Vec<f64>> = (0..n).map(|i| post.draws[i * post.draws.len() / n].clone()).collect();
             let best = objective.predict(&twin.x_hat, Some(&times))?;
-            let (p, f1) = posterior::bands(&objective, &draws, &times, options.level, false, options.seed)?;
-            let (m, f2) = posterior::bands(&objective, &draws, &times, options.level, true, options.seed)?;
-            failed = f1.max(f2);
+            let (p, m, f) = posterior::bands(&objective, &draws, &times, options.level, options.seed)?;
+            failed = f;
             for ((p, m), b) in p.iter().zip(&m).zip(&best) {
                 for i in 0..p.times.len() {
                     rows.push(PredictionRow {
@@ -504,14 +503,14 @@ pub fn predict(dir: &Path, interventions: &[Intervention], options: &PredictOpti
             }
         }
         _ => {
-            let bo = |include_noise| vht_fit::BandOptions {
+            let bo = vht_fit::BandOptions {
                 samples: options.samples,
                 seed: options.seed,
                 level: options.level,
-                include_noise,
+                include_noise: false,
             };
-            let params = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(false))?;
-            let measured = vht_fit::prediction_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo(true))?;
+            let (params, measured) =
+                vht_fit::prediction_and_measurement_bands(&objective, &twin.x_hat, &twin.hessian, Some(&times), &bo)?;
             failed = params.failed.max(measured.failed);
             for (p, m) in params.bands.iter().zip(&measured.bands) {
                 for i in 0..p.times.len() {

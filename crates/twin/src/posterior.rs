@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use vht_fit::{NoiseDistribution, Objective, Transformation};
+use vht_fit::Objective;
 
 use crate::TwinError;
 
@@ -136,79 +136,65 @@ pub struct DrawBand {
     pub upper: Vec<f64>,
 }
 
-/// Bands from posterior draws: each draw simulated (every observable of the
-/// problem at `times`), with measurement noise from the noise model added
-/// when `include_noise`; quantiles at `(1 - level) / 2` and its complement.
-/// Returns the bands and the number of draws whose simulation failed.
+/// The sampler's stream as a source of measurement noise (the same draws
+/// as before it was shared with `vht_fit`: Box-Muller normals, plain uniforms).
+struct Noise(ChaCha8Rng);
+
+impl vht_fit::NoiseSource for Noise {
+    fn normal(&mut self) -> f64 {
+        normal(&mut self.0)
+    }
+    fn uniform(&mut self) -> f64 {
+        self.0.gen::<f64>()
+    }
+}
+
+/// Bands from posterior draws: each draw simulated once (every observable of
+/// the problem at `times`); the band of the observable, and the band of a
+/// new measurement with noise from the noise model added to the same
+/// simulations; quantiles at `(1 - level) / 2` and its complement.
+/// Returns both bands and the number of draws whose simulation failed.
 pub fn bands(
     objective: &Objective,
     draws: &[Vec<f64>],
     times: &[f64],
     level: f64,
-    include_noise: bool,
     seed: u64,
-) -> Result<(Vec<DrawBand>, usize), TwinError> {
-    let sims: Vec<Option<Vec<vht_fit::Prediction>>> = draws
+) -> Result<(Vec<DrawBand>, Vec<DrawBand>, usize), TwinError> {
+    // Per draw: the prediction without and with noise (None: the simulation failed).
+    let sims: Vec<Option<[Vec<vht_fit::Prediction>; 2]>> = draws
         .par_iter()
         .enumerate()
         .map(|(i, x)| {
-            let mut p = objective.predict(x, Some(times)).ok()?;
-            if include_noise {
-                let mut rng =
-                    ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(i as u64));
-                for pred in &mut p {
-                    let ob = objective.problem.observables.iter().find(|o| o.id == pred.observable)?;
-                    for (v, s) in pred.values.iter_mut().zip(&pred.sigmas) {
-                        let e = match ob.noise {
-                            NoiseDistribution::Normal => s * normal(&mut rng),
-                            NoiseDistribution::Laplace => {
-                                let u = rng.gen::<f64>() - 0.5;
-                                -s * u.signum() * (1.0 - 2.0 * u.abs()).ln()
-                            }
-                        };
-                        *v = match ob.transformation {
-                            Transformation::Lin => *v + e,
-                            Transformation::Log => (v.ln() + e).exp(),
-                            Transformation::Log10 => 10f64.powf(v.log10() + e),
-                        };
-                    }
-                }
-            }
-            Some(p)
+            let p = objective.predict(x, Some(times)).ok()?;
+            let mut noisy = p.clone();
+            let rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(i as u64));
+            objective.add_noise(&mut noisy, &mut Noise(rng))?;
+            Some([p, noisy])
         })
         .collect();
-    let ok: Vec<&Vec<vht_fit::Prediction>> = sims.iter().flatten().collect();
+    let ok: Vec<&[Vec<vht_fit::Prediction>; 2]> = sims.iter().flatten().collect();
     let failed = sims.len() - ok.len();
     let Some(first) = ok.first() else {
         return Err(TwinError::Options { problem: format!("all {} posterior draws failed to simulate", draws.len()) });
     };
     let alpha = (1.0 - level) / 2.0;
-    let q = |v: &[f64], p: f64| -> f64 {
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let pos = p * (v.len() - 1) as f64;
-        let (i, frac) = (pos.floor() as usize, pos - pos.floor());
-        if i + 1 < v.len() {
-            v[i] * (1.0 - frac) + v[i + 1] * frac
-        } else {
-            v[i]
-        }
+    let bands_at = |which: usize| {
+        first[0]
+            .iter()
+            .enumerate()
+            .map(|(b, p)| {
+                let (mut median, mut lower, mut upper) = (Vec::new(), Vec::new(), Vec::new());
+                for i in 0..p.times.len() {
+                    let mut v: Vec<f64> = ok.iter().map(|s| s[which][b].values[i]).filter(|v| v.is_finite()).collect();
+                    v.sort_by(f64::total_cmp);
+                    lower.push(vht_fit::quantile(&v, alpha));
+                    median.push(vht_fit::quantile(&v, 0.5));
+                    upper.push(vht_fit::quantile(&v, 1.0 - alpha));
+                }
+                DrawBand { observable: p.observable.clone(), times: p.times.clone(), median, lower, upper }
+            })
+            .collect()
     };
-    let out = first
-        .iter()
-        .enumerate()
-        .map(|(b, p)| {
-            let (mut median, mut lower, mut upper) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..p.times.len() {
-                let mut v: Vec<f64> = ok.iter().map(|s| s[b].values[i]).filter(|v| v.is_finite()).collect();
-                v.sort_by(f64::total_cmp);
-                lower.push(q(&v, alpha));
-                median.push(q(&v, 0.5));
-                upper.push(q(&v, 1.0 - alpha));
-            }
-            DrawBand { observable: p.observable.clone(), times: p.times.clone(), median, lower, upper }
-        })
-        .collect();
-    Ok((out, failed))
+    Ok((bands_at(0), bands_at(1), failed))
 }
