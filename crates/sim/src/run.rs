@@ -670,6 +670,14 @@ impl System for Run<'_> {
         self.sim.roots.len()
     }
 
+    fn jacobian_structure(&self) -> Option<&vht_solver::JacobianStructure> {
+        self.sim.jac_structure.as_ref()
+    }
+
+    fn jacobian(&self, t: f64, x: &[f64], values: &mut [f64]) {
+        self.sim.code.jac.eval(t, x, &self.p.borrow(), values, self);
+    }
+
     fn roots(&self, t: f64, x: &[f64], g: &mut [f64]) {
         let mut y = self.y_roots.borrow_mut();
         self.full_y(t, x, &mut y);

@@ -33,6 +33,12 @@ pub struct Simulator {
     pub(crate) jac_ode_cols: Vec<usize>,
     /// Jacobian entries (pattern index, row - n_ode, col - n_ode) in the algebraic block.
     pub(crate) jac_alg: Vec<(usize, usize, usize)>,
+    /// The ODE Jacobian's pattern with what depends on it alone (the sparse
+    /// LU's ordering and analysis), made once for every run: the integrator
+    /// writes the compiled Jacobian straight into its matrix. `None` when
+    /// the model has algebraic unknowns (the reduced system's Jacobian goes
+    /// through their solve, by finite differences) or no ODE states.
+    pub(crate) jac_structure: Option<vht_solver::JacobianStructure>,
     pub(crate) has_delays: bool,
     options: Options,
 }
@@ -69,6 +75,11 @@ impl Simulator {
             jac_ode_cols[c + 1] += jac_ode_cols[c];
         }
         let jac_ode: Vec<(usize, usize)> = jac_ode.into_iter().map(|(k, r, _)| (k, r)).collect();
+        // Without algebraic unknowns every pattern entry is in the ODE block,
+        // in the order the compiled Jacobian writes its values.
+        let jac_structure = (n_alg == 0 && n_ode > 0)
+            .then(|| vht_solver::JacobianStructure::new(n_ode, &code.jac_pattern).ok())
+            .flatten();
         let has_delays = {
             let mut d = model.algebraic.iter().any(Expr::contains_delay)
                 || model
@@ -96,6 +107,7 @@ impl Simulator {
             jac_ode,
             jac_ode_cols,
             jac_alg,
+            jac_structure,
             has_delays,
             options: options.clone(),
         })

@@ -47,6 +47,16 @@ pub trait System {
         0
     }
     fn roots(&self, _t: f64, _y: &[f64], _out: &mut [f64]) {}
+    /// The pattern of `∂f/∂y`, if the system can give the Jacobian's values
+    /// ([`Self::jacobian`]). With one, the integrator writes the Jacobian
+    /// straight into its matrix; without, it assembles it from
+    /// [`Self::jac_mul`] products (finding the pattern at every integration).
+    fn jacobian_structure(&self) -> Option<&JacobianStructure> {
+        None
+    }
+    /// Writes `∂f/∂y` at `(t, y)`: one value per entry of
+    /// [`Self::jacobian_structure`], in the order it was built with.
+    fn jacobian(&self, _t: f64, _y: &[f64], _values: &mut [f64]) {}
 }
 
 /// Integration settings. Plain data; `Default` gives tight tolerances.
@@ -83,6 +93,8 @@ pub struct Stats {
     pub steps: usize,
     pub rhs_evals: usize,
     pub jac_mul_evals: usize,
+    /// Jacobians evaluated whole (systems with a [`JacobianStructure`]).
+    pub jac_evals: usize,
     /// Jacobian evaluations + LU factorisations (diffsol's linear solver setups).
     pub lu_factorisations: usize,
     pub error_test_failures: usize,
@@ -94,6 +106,7 @@ impl std::ops::AddAssign for Stats {
         self.steps += o.steps;
         self.rhs_evals += o.rhs_evals;
         self.jac_mul_evals += o.jac_mul_evals;
+        self.jac_evals += o.jac_evals;
         self.lu_factorisations += o.lu_factorisations;
         self.error_test_failures += o.error_test_failures;
         self.newton_failures += o.newton_failures;
@@ -119,12 +132,15 @@ pub enum SolveError {
     TooManySteps { t: f64, steps: usize },
     #[error("the system has {expected} states but {found} values were given")]
     Dimension { expected: usize, found: usize },
+    #[error("Jacobian entry ({row}, {col}) is outside a system of {n} states")]
+    Pattern { row: usize, col: usize, n: usize },
 }
 
 #[derive(Default)]
 struct Counters {
     rhs: Cell<usize>,
     jac: Cell<usize>,
+    jac_evals: Cell<usize>,
 }
 
 /// A running integration: step it, interpolate inside the last step, and
@@ -171,20 +187,32 @@ pub fn integrate<S: System, R>(
         LinearSolver::Sparse => true,
         LinearSolver::Auto => n > SPARSE_FROM,
     };
-    if sparse {
-        integrate_with!(diffsol::FaerSparseMat<f64>, KluLike, sys, t0, y0, options, body)
-    } else {
-        integrate_with!(NalgebraMat<f64>, NalgebraLU<f64>, sys, t0, y0, options, body)
+    let structure = sys.jacobian_structure().filter(|s| s.n() == n);
+    match (sparse, structure) {
+        (true, Some(st)) => {
+            let lu = KluLike { prepared: Some(st), state: None };
+            integrate_eqns!(diffsol::FaerSparseMat<f64>, KluLike, lu, st, sys, t0, y0, options, body)
+        }
+        (false, Some(st)) => {
+            integrate_eqns!(NalgebraMat<f64>, NalgebraLU<f64>, NalgebraLU::default(), st, sys, t0, y0, options, body)
+        }
+        (true, None) => integrate_with!(diffsol::FaerSparseMat<f64>, KluLike, sys, t0, y0, options, body),
+        (false, None) => integrate_with!(NalgebraMat<f64>, NalgebraLU<f64>, sys, t0, y0, options, body),
     }
 }
 
+mod equations;
 mod sparse_lu;
+
+pub use equations::JacobianStructure;
 
 /// diffsol's linear solver slot filled with our [`sparse_lu::SparseLu`]:
 /// the pattern is analysed once per integration, and every Newton matrix
 /// after the first reuses the pivot sequence.
 #[derive(Default)]
-struct KluLike {
+struct KluLike<'s> {
+    /// The pattern's analysis made once per model, copied instead of redone.
+    prepared: Option<&'s JacobianStructure>,
     state: Option<KluState>,
 }
 
@@ -195,7 +223,7 @@ struct KluState {
     work: RefCell<Vec<f64>>,
 }
 
-impl diffsol_la::LinearSolver<diffsol::FaerSparseMat<f64>> for KluLike {
+impl diffsol_la::LinearSolver<diffsol::FaerSparseMat<f64>> for KluLike<'_> {
     fn set_linearisation<C>(&mut self, op: &C)
     where
         C: diffsol_la::LinearOp<
@@ -223,7 +251,10 @@ impl diffsol_la::LinearSolver<diffsol::FaerSparseMat<f64>> for KluLike {
         let n = op.nrows();
         let a = diffsol::FaerSparseMat::new_from_sparsity(n, op.ncols(), op.sparsity(), *op.context());
         let m = &a.inner()[0];
-        let lu = sparse_lu::SparseLu::analyse(n, m.col_ptr(), m.row_idx());
+        let lu = match self.prepared {
+            Some(st) if st.is_pattern(m.col_ptr(), m.row_idx()) => st.sparse_lu().clone(),
+            _ => sparse_lu::SparseLu::analyse(n, m.col_ptr(), m.row_idx()),
+        };
         self.state = Some(KluState { a, lu, ok: false, work: RefCell::new(vec![0.0; n]) });
     }
 
@@ -240,7 +271,7 @@ impl diffsol_la::LinearSolver<diffsol::FaerSparseMat<f64>> for KluLike {
     }
 }
 
-impl KluLike {
+impl KluLike<'_> {
     /// The factorisation, or the error diffsol treats as a Newton failure
     /// (it then cuts the step and factorises again).
     fn ready(&self) -> Result<&KluState, diffsol::LaError> {
@@ -302,23 +333,53 @@ macro_rules! integrate_with {
         }
         let problem = builder.build().map_err(fail)?;
         let solver = problem.bdf::<$lu>().map_err(fail)?;
-        let interp = RefCell::new(solver.state().y.clone());
-        let mut it = Bdf {
-            solver,
-            sys,
-            counters: &counters,
-            max_steps: options.max_steps,
-            tmp: vec![0.0; n],
-            interp,
-            _eqn: std::marker::PhantomData,
-        };
-        Ok(body(&mut it))
+        run_body!(solver, sys, counters, options, body)
     }};
 }
 use integrate_with;
 
+/// [`integrate_with`] for a system with a [`JacobianStructure`]: our own
+/// equations (the Jacobian written straight into the matrix) and a linear
+/// solver made here (the sparse one starts from the structure's analysis).
+macro_rules! integrate_eqns {
+    ($mat:ty, $lu_ty:ty, $lu:expr, $st:expr, $sys:expr, $t0:expr, $y0:expr, $options:expr, $body:expr) => {{
+        let (sys, t0, y0, options, body) = ($sys, $t0, $y0, $options, $body);
+        let counters = Counters::default();
+        let fail = |e: diffsol::DiffsolError| SolveError::Failed { t: t0, reason: e.to_string() };
+        let eqns = equations::Eqns::<_, $mat>::new(sys, &counters, y0, $st, Default::default());
+        let mut builder = OdeBuilder::<$mat>::new().t0(t0).rtol(options.rtol).atol([options.atol]);
+        if let Some(h0) = options.h0 {
+            builder = builder.h0(h0);
+        }
+        let problem = builder.build_from_eqn(eqns).map_err(fail)?;
+        let state = problem.bdf_state::<$lu_ty>().map_err(fail)?;
+        let solver = diffsol::Bdf::<_, $lu_ty, _, diffsol::NoAug<_>>::new(&problem, state, $lu).map_err(fail)?;
+        run_body!(solver, sys, counters, options, body)
+    }};
+}
+use integrate_eqns;
+
+/// Wraps a diffsol BDF solver in our [`Integrator`] and runs the caller's body on it.
+macro_rules! run_body {
+    ($solver:expr, $sys:expr, $counters:expr, $options:expr, $body:expr) => {{
+        let solver = $solver;
+        let interp = RefCell::new(solver.state().y.clone());
+        let mut it = Bdf {
+            solver,
+            sys: $sys,
+            counters: &$counters,
+            max_steps: $options.max_steps,
+            tmp: vec![0.0; $sys.len()],
+            interp,
+            _eqn: std::marker::PhantomData,
+        };
+        Ok($body(&mut it))
+    }};
+}
+use run_body;
+
 /// Plain slices of diffsol's vectors (the two kinds we instantiate).
-trait Slices {
+pub(crate) trait Slices {
     fn slice(&self) -> &[f64];
     fn slice_mut(&mut self) -> &mut [f64];
 }
@@ -426,6 +487,7 @@ where
             steps: s.number_of_steps,
             rhs_evals: self.counters.rhs.get(),
             jac_mul_evals: self.counters.jac.get(),
+            jac_evals: self.counters.jac_evals.get(),
             lu_factorisations: s.number_of_linear_solver_setups,
             error_test_failures: s.number_of_error_test_failures,
             newton_failures: s.number_of_nonlinear_solver_fails,
@@ -484,6 +546,81 @@ mod tests {
         assert!((t_root - std::f64::consts::FRAC_PI_2).abs() < 1e-8, "root at {t_root}");
         assert!((y_end[0] - 2.0 * 1.0f64.cos()).abs() < 1e-7, "{y_end:?}");
         assert!(stats.steps > 10 && stats.rhs_evals > stats.steps, "{stats:?}");
+    }
+
+    /// A stiff linear chain `y0' = -1000 y0, y_i' = y_{i-1} - y_i` (exact solution known),
+    /// with its Jacobian given as values on a pattern, and as products only.
+    struct Chain {
+        structure: Option<JacobianStructure>,
+    }
+    const CHAIN: usize = 40;
+    impl System for Chain {
+        fn len(&self) -> usize {
+            CHAIN
+        }
+        fn rhs(&self, _t: f64, y: &[f64], dy: &mut [f64]) {
+            dy[0] = -1000.0 * y[0];
+            for i in 1..CHAIN {
+                dy[i] = y[i - 1] - y[i];
+            }
+        }
+        fn jac_mul(&self, t: f64, _y: &[f64], v: &[f64], out: &mut [f64]) {
+            self.rhs(t, v, out);
+        }
+        fn jacobian_structure(&self) -> Option<&JacobianStructure> {
+            self.structure.as_ref()
+        }
+        fn jacobian(&self, _t: f64, _y: &[f64], values: &mut [f64]) {
+            // Entries in the order of `chain_entries`.
+            values[0] = -1000.0;
+            for i in 1..CHAIN {
+                values[2 * i - 1] = 1.0;
+                values[2 * i] = -1.0;
+            }
+        }
+    }
+    fn chain_entries() -> Vec<(usize, usize)> {
+        let mut e = vec![(0, 0)];
+        for i in 1..CHAIN {
+            e.push((i, i - 1));
+            e.push((i, i));
+        }
+        e
+    }
+
+    #[test]
+    fn a_jacobian_given_as_values_matches_the_one_from_products() {
+        let structure = JacobianStructure::new(CHAIN, &chain_entries()).unwrap();
+        let with = Chain { structure: Some(structure) };
+        let without = Chain { structure: None };
+        let y0: Vec<f64> = (0..CHAIN).map(|i| if i == 1 { 1.0 } else { 0.0 }).collect();
+        for linear_solver in [LinearSolver::Dense, LinearSolver::Sparse] {
+            let opts = Options { rtol: 1e-8, atol: 1e-12, linear_solver, ..Options::default() };
+            let run = |sys: &Chain| {
+                integrate(sys, 0.0, &y0, &opts, |it| {
+                    it.set_stop_time(2.0).unwrap();
+                    while !matches!(it.step().unwrap(), StepOutcome::Stop { .. }) {}
+                    (it.y().to_vec(), it.stats())
+                })
+                .unwrap()
+            };
+            let (y_with, s_with) = run(&with);
+            let (y_without, s_without) = run(&without);
+            // y_1 = e^-t, y_2 = t e^-t: the chain from y_1 on is a Poisson process.
+            let exact = [2.0f64.exp().recip(), 2.0 * 2.0f64.exp().recip()];
+            assert!((y_with[1] - exact[0]).abs() < 1e-6 && (y_with[2] - exact[1]).abs() < 1e-6, "{y_with:?}");
+            for (a, b) in y_with.iter().zip(&y_without) {
+                assert!((a - b).abs() < 1e-9, "{linear_solver:?}: {a} vs {b}");
+            }
+            assert!(s_with.jac_evals > 0 && s_with.jac_mul_evals == 0, "{linear_solver:?}: {s_with:?}");
+            assert!(s_without.jac_evals == 0 && s_without.jac_mul_evals > 0, "{linear_solver:?}: {s_without:?}");
+        }
+    }
+
+    #[test]
+    fn a_pattern_entry_outside_the_system_is_an_error() {
+        let err = JacobianStructure::new(3, &[(0, 0), (1, 3)]).unwrap_err();
+        assert_eq!(err, SolveError::Pattern { row: 1, col: 3, n: 3 });
     }
 
     #[test]
