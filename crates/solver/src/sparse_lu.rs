@@ -16,13 +16,26 @@
 //!   pivoting that prefers the diagonal (tolerance 1e-3, as KLU);
 //! - every later factorisation reuses the pivot sequence and the patterns of
 //!   L and U (a purely numeric pass, KLU's `refactor`), and falls back to a
-//!   full factorisation only when a reused pivot has become too small.
+//!   full factorisation only when a reused pivot has become too small;
+//! - where the factors end in a nearly dense block (reaction networks often
+//!   do: SalazarCavazos 2020's last 40 of 75 columns are 100% dense and hold
+//!   80% of the elimination's work), that block is factorised as a dense
+//!   matrix with partial pivoting (contiguous, vectorised loops instead of
+//!   indirect ones), as supernodal and multifrontal codes do. The sparse
+//!   part is `[L11; L21]` and `[U11 U12]`; the dense part is the Schur
+//!   complement `S = B22 - L21 U12`.
 
 /// Pivot tolerance: a diagonal entry is kept as the pivot when it is at least
 /// this fraction of the column's largest candidate (KLU's default).
 const PIVOT_TOL: f64 = 1e-3;
 
 const NONE: usize = usize::MAX;
+
+/// The trailing block of the factors is factorised dense from this density
+/// of its entries on (and ...)
+const DENSE_TAIL_DENSITY: f64 = 0.8;
+/// ... from this size: below it, a dense block saves too little to matter.
+const DENSE_TAIL_MIN: usize = 12;
 
 /// The factorisation failed: a column had no usable pivot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,26 +55,34 @@ struct Rows {
 impl Rows {
     /// The row-wise pattern of a column-wise one, and for each column-wise
     /// position its row-wise position.
-    fn pattern(n: usize, col_ptr: &[usize], row: &[usize]) -> (Rows, Vec<usize>) {
+    /// Only the entries `(row, column)` that `keep` accepts are kept; the
+    /// others map to [`NONE`].
+    fn pattern(n: usize, col_ptr: &[usize], row: &[usize], keep: impl Fn(usize, usize) -> bool) -> (Rows, Vec<usize>) {
         let mut ptr = vec![0usize; n + 1];
-        for &r in row {
-            ptr[r + 1] += 1;
+        for j in 0..n {
+            for &r in &row[col_ptr[j]..col_ptr[j + 1]] {
+                if keep(r, j) {
+                    ptr[r + 1] += 1;
+                }
+            }
         }
         for i in 0..n {
             ptr[i + 1] += ptr[i];
         }
         let mut next = ptr.clone();
-        let mut col = vec![0usize; row.len()];
-        let mut map = vec![0usize; row.len()];
+        let mut col = vec![0usize; ptr[n]];
+        let mut map = vec![NONE; row.len()];
         for j in 0..n {
             for p in col_ptr[j]..col_ptr[j + 1] {
                 let r = row[p];
-                col[next[r]] = j;
-                map[p] = next[r];
-                next[r] += 1;
+                if keep(r, j) {
+                    col[next[r]] = j;
+                    map[p] = next[r];
+                    next[r] += 1;
+                }
             }
         }
-        let val = vec![0.0; row.len()];
+        let val = vec![0.0; ptr[n]];
         (Rows { ptr, col, val }, map)
     }
 }
@@ -91,6 +112,13 @@ pub struct SparseLu {
     p: Vec<usize>,
     /// The patterns and pivots above are those of a successful factorisation.
     factored: bool,
+    /// Columns (and pivot rows) from `k0` on form the dense block (`k0 == n`: none).
+    k0: usize,
+    /// The dense block's LU with partial pivoting, column-major `m × m`
+    /// (`m = n - k0`), unit L below the diagonal; row `c` was swapped with
+    /// row `dense_piv[c]` at step `c`.
+    dense: Vec<f64>,
+    dense_piv: Vec<usize>,
     /// The same factors by rows (forward and back substitution as dot
     /// products, which pipeline better than column updates: the solve, run
     /// several times per factorisation, is the larger cost), `qp[k] = q[p[k]]`,
@@ -156,6 +184,9 @@ impl SparseLu {
             pinv: vec![NONE; n],
             p: vec![NONE; n],
             factored: false,
+            k0: n,
+            dense: Vec::new(),
+            dense_piv: Vec::new(),
             x: vec![0.0; n],
             xi: vec![0; n],
             stack: vec![0; n],
@@ -174,26 +205,69 @@ impl SparseLu {
             self.refactorisations += 1;
         } else {
             self.full_factorisations += 1;
+            self.k0 = self.n;
             let r = self.factor_full(vals);
             self.factored = r.is_ok();
             r?;
             let n = self.n;
-            (self.lr, self.l_map) = Rows::pattern(n, &self.l_col_ptr, &self.l_row);
-            (self.ur, self.u_map) = Rows::pattern(n, &self.u_col_ptr, &self.u_row);
+            // The dense block, if the factors end in one: filled by a
+            // refactorisation with the new pivots. That can only fail where
+            // its order of updates rounds a borderline pivot differently;
+            // the all-sparse factors just made then stand.
+            self.k0 = self.dense_tail_start();
+            if self.k0 < n && !self.refactor(vals) {
+                self.k0 = n;
+            }
+            let k0 = self.k0;
+            // The row-wise factors hold the sparse part only: L's columns and U's rows before k0.
+            (self.lr, self.l_map) = Rows::pattern(n, &self.l_col_ptr, &self.l_row, |_, j| j < k0);
+            (self.ur, self.u_map) = Rows::pattern(n, &self.u_col_ptr, &self.u_row, |r, _| r < k0);
             for k in 0..n {
                 self.qp[k] = self.q[self.p[k]];
             }
         }
-        for (p, &v) in self.l_map.iter().zip(&self.l_val) {
-            self.lr.val[*p] = v;
+        for (&p, &v) in self.l_map.iter().zip(&self.l_val) {
+            if p != NONE {
+                self.lr.val[p] = v;
+            }
         }
-        for (p, &v) in self.u_map.iter().zip(&self.u_val) {
-            self.ur.val[*p] = v;
+        for (&p, &v) in self.u_map.iter().zip(&self.u_val) {
+            if p != NONE {
+                self.ur.val[p] = v;
+            }
         }
-        for (inv, &d) in self.u_inv.iter_mut().zip(&self.u_diag) {
+        for (inv, &d) in self.u_inv[..self.k0].iter_mut().zip(&self.u_diag) {
             *inv = 1.0 / d;
         }
         Ok(())
+    }
+
+    /// Where the dense block starts: the first `k0` from which the factors'
+    /// trailing `m × m` block (`m = n - k0`) is at least
+    /// [`DENSE_TAIL_DENSITY`] full and `m >= DENSE_TAIL_MIN`; `n` if none.
+    fn dense_tail_start(&self) -> usize {
+        let n = self.n;
+        // An entry (r, c) lies in the trailing block from k0 iff k0 <= min(r, c).
+        let mut from = vec![0usize; n + 1];
+        for j in 0..n {
+            from[j] += 1; // the diagonal
+            for &r in &self.l_row[self.l_col_ptr[j]..self.l_col_ptr[j + 1]] {
+                from[r.min(j)] += 1;
+            }
+            for &r in &self.u_row[self.u_col_ptr[j]..self.u_col_ptr[j + 1]] {
+                from[r.min(j)] += 1;
+            }
+        }
+        let mut in_tail = 0usize;
+        let mut start = n;
+        for k0 in (0..n).rev() {
+            in_tail += from[k0];
+            let m = n - k0;
+            if m >= DENSE_TAIL_MIN && in_tail as f64 >= DENSE_TAIL_DENSITY * (m * m) as f64 {
+                start = k0;
+            }
+        }
+        start
     }
 
     /// Numeric factorisation with the pivots and patterns of the last full
@@ -216,9 +290,13 @@ impl SparseLu {
             b_src,
             pinv,
             u_diag,
+            k0,
+            dense,
+            dense_piv,
             ..
         } = self;
-        for k in 0..*n {
+        let (n, k0) = (*n, *k0);
+        for k in 0..k0 {
             let (u0, u1) = (u_col_ptr[k], u_col_ptr[k + 1]);
             let (l0, l1) = (l_col_ptr[k], l_col_ptr[k + 1]);
             for &i in &u_row[u0..u1] {
@@ -253,7 +331,39 @@ impl SparseLu {
                 *lv = x[i] / pivot;
             }
         }
-        true
+        if k0 == n {
+            return true;
+        }
+        // The dense block: each column is B's column less the updates from
+        // the sparse columns (U12 above, the Schur complement S below).
+        let m = n - k0;
+        dense.resize(m * m, 0.0);
+        dense_piv.resize(m, 0);
+        for k in k0..n {
+            let (u0, u1) = (u_col_ptr[k], u_col_ptr[k + 1]);
+            // U's rows are ascending: those before k0 are U12's.
+            let u_mid = u0 + u_row[u0..u1].partition_point(|&j| j < k0);
+            for &i in &u_row[u0..u_mid] {
+                x[i] = 0.0;
+            }
+            x[k0..].iter_mut().for_each(|v| *v = 0.0);
+            let (b0, b1) = (b_col_ptr[k], b_col_ptr[k + 1]);
+            for (&i, &src) in b_row[b0..b1].iter().zip(&b_src[b0..b1]) {
+                x[pinv[i]] = vals[src];
+            }
+            for (&j, uv) in u_row[u0..u_mid].iter().zip(&mut u_val[u0..u_mid]) {
+                let xj = x[j];
+                *uv = xj;
+                if xj != 0.0 {
+                    let (a, z) = (l_col_ptr[j], l_col_ptr[j + 1]);
+                    for (&i, &l) in l_row[a..z].iter().zip(&l_val[a..z]) {
+                        x[i] -= l * xj;
+                    }
+                }
+            }
+            dense[(k - k0) * m..(k - k0 + 1) * m].copy_from_slice(&x[k0..]);
+        }
+        dense_lu(m, dense, dense_piv)
     }
 
     /// Gilbert–Peierls left-looking factorisation with threshold partial
@@ -404,7 +514,8 @@ impl SparseLu {
         for (wk, &i) in w[..n].iter_mut().zip(&self.qp) {
             *wk = b[i];
         }
-        let (lr, ur) = (&self.lr, &self.ur);
+        let (lr, ur, k0) = (&self.lr, &self.ur, self.k0);
+        // Rows from k0 on hold only L21 here: they subtract the sparse part.
         for i in 0..n {
             let (a, z) = (lr.ptr[i], lr.ptr[i + 1]);
             let mut s = w[i];
@@ -413,7 +524,10 @@ impl SparseLu {
             }
             w[i] = s;
         }
-        for i in (0..n).rev() {
+        if k0 < n {
+            dense_solve(n - k0, &self.dense, &self.dense_piv, &mut w[k0..n]);
+        }
+        for i in (0..k0).rev() {
             let (a, z) = (ur.ptr[i], ur.ptr[i + 1]);
             let mut s = w[i];
             for (&c, &v) in ur.col[a..z].iter().zip(&ur.val[a..z]) {
@@ -428,18 +542,24 @@ impl SparseLu {
 
     /// Solves `Aᵀ x = b` in place with the last factorisation.
     pub fn solve_transpose(&self, b: &mut [f64], w: &mut [f64]) {
-        let n = self.n;
+        let (n, k0) = (self.n, self.k0);
         for k in 0..n {
             w[k] = b[self.q[k]];
         }
         for j in 0..n {
             let mut s = w[j];
             for r in self.u_col_ptr[j]..self.u_col_ptr[j + 1] {
-                s -= self.u_val[r] * w[self.u_row[r]];
+                // From k0 on only U12's rows (before k0) are sparse factors.
+                if self.u_row[r] < k0 {
+                    s -= self.u_val[r] * w[self.u_row[r]];
+                }
             }
-            w[j] = s / self.u_diag[j];
+            w[j] = if j < k0 { s / self.u_diag[j] } else { s };
         }
-        for j in (0..n).rev() {
+        if k0 < n {
+            dense_solve_transpose(n - k0, &self.dense, &self.dense_piv, &mut w[k0..n]);
+        }
+        for j in (0..k0).rev() {
             let mut s = w[j];
             for r in self.l_col_ptr[j]..self.l_col_ptr[j + 1] {
                 s -= self.l_val[r] * w[self.l_row[r]];
@@ -449,6 +569,87 @@ impl SparseLu {
         for (&wk, &i) in w[..n].iter().zip(&self.qp) {
             b[i] = wk;
         }
+    }
+}
+
+/// Dense LU with partial pivoting of the column-major `m × m` matrix `a`,
+/// in place (unit L below the diagonal, U on and above it). False if a
+/// column has no nonzero finite pivot.
+fn dense_lu(m: usize, a: &mut [f64], piv: &mut [usize]) -> bool {
+    for c in 0..m {
+        let col = &a[c * m..(c + 1) * m];
+        let (mut r, mut amax) = (c, -1.0f64);
+        for (i, v) in col.iter().enumerate().skip(c) {
+            if v.abs() > amax {
+                (r, amax) = (i, v.abs());
+            }
+        }
+        if !(amax > 0.0 && amax.is_finite()) {
+            return false;
+        }
+        piv[c] = r;
+        if r != c {
+            for j in 0..m {
+                a.swap(j * m + r, j * m + c);
+            }
+        }
+        let (left, right) = a.split_at_mut((c + 1) * m);
+        let lc = &mut left[c * m..];
+        let inv = 1.0 / lc[c];
+        lc[c + 1..].iter_mut().for_each(|v| *v *= inv);
+        let lc = &lc[c + 1..];
+        // Rank-one update of the trailing columns (contiguous: vectorised).
+        for col in right.chunks_exact_mut(m) {
+            let u = col[c];
+            if u != 0.0 {
+                for (x, &l) in col[c + 1..].iter_mut().zip(lc) {
+                    *x -= l * u;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Solves `S x = b` in place with [`dense_lu`]'s factors.
+fn dense_solve(m: usize, a: &[f64], piv: &[usize], b: &mut [f64]) {
+    for (c, &r) in piv.iter().enumerate() {
+        b.swap(c, r);
+    }
+    for c in 0..m {
+        let bc = b[c];
+        if bc != 0.0 {
+            for (x, &l) in b[c + 1..].iter_mut().zip(&a[c * m + c + 1..(c + 1) * m]) {
+                *x -= l * bc;
+            }
+        }
+    }
+    for c in (0..m).rev() {
+        let col = &a[c * m..c * m + c + 1];
+        let bc = b[c] / col[c];
+        b[c] = bc;
+        if bc != 0.0 {
+            for (x, &u) in b[..c].iter_mut().zip(&col[..c]) {
+                *x -= u * bc;
+            }
+        }
+    }
+}
+
+/// Solves `Sᵀ x = b` in place with [`dense_lu`]'s factors (`P S = L U`, so
+/// `Sᵀ = Uᵀ Lᵀ P`).
+fn dense_solve_transpose(m: usize, a: &[f64], piv: &[usize], b: &mut [f64]) {
+    for c in 0..m {
+        let col = &a[c * m..c * m + c + 1];
+        let s: f64 = col[..c].iter().zip(&b[..c]).map(|(u, x)| u * x).sum();
+        b[c] = (b[c] - s) / col[c];
+    }
+    for c in (0..m).rev() {
+        let s: f64 = a[c * m + c + 1..(c + 1) * m].iter().zip(&b[c + 1..]).map(|(l, x)| l * x).sum();
+        b[c] -= s;
+    }
+    for (c, &r) in piv.iter().enumerate().rev() {
+        b.swap(c, r);
     }
 }
 
@@ -533,9 +734,16 @@ mod tests {
         let seed = 20261124;
         println!("seed {seed}");
         let mut rng = Rng(seed);
-        for (n, density, weak) in
-            [(1, 0.0, false), (5, 0.5, false), (40, 0.08, false), (120, 0.03, true), (300, 0.01, true)]
-        {
+        // The last two fill in: their factors end in a dense block.
+        for (n, density, weak) in [
+            (1, 0.0, false),
+            (5, 0.5, false),
+            (40, 0.08, false),
+            (120, 0.03, true),
+            (300, 0.01, true),
+            (60, 0.2, false),
+            (80, 0.15, true),
+        ] {
             let (dense, col_ptr, row_idx, vals) = random(n, density, weak, &mut rng);
             let mut lu = SparseLu::analyse(n, &col_ptr, &row_idx);
             let mut w = vec![0.0; n];
@@ -562,6 +770,9 @@ mod tests {
                     assert!(r < 1e-12, "n {n} round {round} transpose {transpose}: relative residual {r}");
                 }
             }
+            if n >= 60 && density >= 0.15 {
+                assert!(lu.k0 + DENSE_TAIL_MIN <= n, "n {n}: a filled-in factor has a dense block (k0 {})", lu.k0);
+            }
             assert_eq!(lu.full_factorisations + lu.refactorisations, 2);
             if !weak {
                 assert_eq!(lu.refactorisations, 1, "n {n}: a scaled matrix keeps its pivots");
@@ -581,6 +792,38 @@ mod tests {
         lu.solve(&mut x, &mut [0.0; 2]);
         // 0·x0 + x1 = 1, x0 + x1 = 2.
         assert!((x[0] - 1.0).abs() < 1e-14 && (x[1] - 1.0).abs() < 1e-14, "{x:?}");
+    }
+
+    #[test]
+    fn the_dense_block_pivots_for_itself() {
+        // A full 20 × 20 matrix whose diagonal is zero from the second
+        // factorisation on: the sparse pivots (the diagonal) are kept for
+        // the columns before the dense block, and the block pivots by rows.
+        let n = 20;
+        let mut rng = Rng(7);
+        let col_ptr: Vec<usize> = (0..=n).map(|j| j * n).collect();
+        let row_idx: Vec<usize> = (0..n * n).map(|p| p % n).collect();
+        let mut vals: Vec<f64> = (0..n * n).map(|p| if p % n == p / n { 50.0 } else { rng.next() - 0.5 }).collect();
+        let mut lu = SparseLu::analyse(n, &col_ptr, &row_idx);
+        lu.factor(&vals).unwrap();
+        assert_eq!(lu.k0, 0, "a full matrix is one dense block");
+        for j in 0..n {
+            vals[j * n + j] = 0.0;
+        }
+        lu.factor(&vals).unwrap();
+        assert_eq!(lu.refactorisations, 1, "the dense block needs no full factorisation to pivot");
+        let dense: Vec<f64> = (0..n * n).map(|p| vals[(p % n) * n + p / n]).collect();
+        let b: Vec<f64> = (0..n).map(|_| rng.next() - 0.5).collect();
+        for transpose in [false, true] {
+            let mut x = b.clone();
+            if transpose {
+                lu.solve_transpose(&mut x, &mut vec![0.0; n]);
+            } else {
+                lu.solve(&mut x, &mut vec![0.0; n]);
+            }
+            let r = residual(&dense, n, &x, &b, transpose);
+            assert!(r < 1e-12, "transpose {transpose}: residual {r}");
+        }
     }
 
     #[test]
