@@ -29,6 +29,7 @@ mod history;
 mod newton;
 mod run;
 mod simulator;
+mod switches;
 
 pub use cohort::{simulate_cohort, CohortSummary};
 pub use run::{simulate, Column, Outputs, SimError, TimeCourse, Trajectory};

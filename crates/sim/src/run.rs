@@ -400,6 +400,12 @@ impl<'s> Run<'s> {
             let mut trig = vec![0.0; sim.model.events.len()];
             let mut xi = vec![0.0; self.n_sys()];
             let mut stats = Stats::default();
+            // The state switches' conditions since the last restart, and the
+            // time switches' instants (recomputed after events change parameters).
+            let mut sw = vec![0.0; sim.switches.conds.len()];
+            let mut sw_prev = sw.clone();
+            self.switch_conds(t0, &x_start, &mut sw_prev);
+            let mut switch_at = self.switch_times();
 
             while next_out < times.len() {
                 if let Some(deadline) = tc.deadline {
@@ -407,7 +413,17 @@ impl<'s> Run<'s> {
                         return Err(SimError::Timeout { t: it.t() });
                     }
                 }
-                let want_stop = queue.next_time().map_or(t_end, |te| te.min(t_end)).max(it.t());
+                let now = it.t();
+                // The next time switch, and where the integrator stops for it:
+                // just before the condition changes, because the corrector of
+                // the step that ends there evaluates the rate at its end.
+                let next_switch = switch_at
+                    .iter()
+                    .copied()
+                    .filter(|&ts| ts > now)
+                    .fold(None, |m: Option<f64>, ts| Some(m.map_or(ts, |m| m.min(ts))));
+                let switch_stop = next_switch.map(|ts| ts.next_down().next_down());
+                let want_stop = [queue.next_time(), switch_stop].into_iter().flatten().fold(t_end, f64::min).max(now);
                 let mut at_stop = false;
                 if stop_at != Some(want_stop) {
                     at_stop = it.set_stop_time(want_stop)?;
@@ -428,6 +444,9 @@ impl<'s> Run<'s> {
                 // change is located by bisection on the triggers themselves.
                 let t_end_step = it.t();
                 let mut t_event = None;
+                // At a time switch's stop: the instant the condition changes
+                // (the integrator lands within round-off of it, maybe before).
+                let mut flip = None;
                 if let StepOutcome::Root { t } = outcome {
                     stop_at = None;
                     // The root finder may land exactly on the zero, where a
@@ -435,7 +454,7 @@ impl<'s> Run<'s> {
                     let after = (t + 1e-11 * t.abs().max(1.0)).min(t_end_step);
                     for tp in [t, after] {
                         it.interpolate(tp, &mut xi)?;
-                        if self.triggers_changed(tp, &xi, &queue, &mut trig) {
+                        if self.changed(tp, &xi, &queue, &mut trig, &sw_prev, &mut sw) {
                             t_event = Some(tp);
                             break;
                         }
@@ -444,14 +463,18 @@ impl<'s> Run<'s> {
                 if t_event.is_none() {
                     if let StepOutcome::Stop { t } = outcome {
                         stop_at = None;
-                        if queue.next_time().is_some_and(|te| te <= t + eps(t)) {
+                        let due = |te: Option<f64>| te.is_some_and(|te| te <= t + eps(t));
+                        if due(switch_stop) {
+                            flip = next_switch;
+                        }
+                        if due(queue.next_time()) || flip.is_some() {
                             t_event = Some(t);
                         }
                     }
                 }
                 if t_event.is_none() {
                     xi.copy_from_slice(it.y());
-                    if self.triggers_changed(t_end_step, &xi, &queue, &mut trig) {
+                    if self.changed(t_end_step, &xi, &queue, &mut trig, &sw_prev, &mut sw) {
                         let (mut a, mut b) = (t_prev, t_end_step);
                         while b - a > 1e-14 * b.abs().max(1.0) {
                             let mid = 0.5 * (a + b);
@@ -459,7 +482,7 @@ impl<'s> Run<'s> {
                                 break;
                             }
                             it.interpolate(mid, &mut xi)?;
-                            if self.triggers_changed(mid, &xi, &queue, &mut trig) {
+                            if self.changed(mid, &xi, &queue, &mut trig, &sw_prev, &mut sw) {
                                 b = mid;
                             } else {
                                 a = mid;
@@ -487,6 +510,7 @@ impl<'s> Run<'s> {
                 }
                 if let Some(te) = t_event {
                     it.rewind_to(te)?;
+                    let te = flip.map_or(te, |ts| ts.max(te));
                     x.copy_from_slice(it.y());
                     self.full_y(te, &x, &mut y);
                     self.record_history(te, &y);
@@ -495,6 +519,8 @@ impl<'s> Run<'s> {
                     self.record_history(te, &y);
                     it.restart(te, &x);
                     stop_at = None;
+                    self.switch_conds(te, &x, &mut sw_prev);
+                    switch_at = self.switch_times();
                     while next_out < times.len() && times[next_out] <= te + eps(te) {
                         emit(times[next_out], &y, next_out, &mut values);
                         next_out += 1;
@@ -514,17 +540,78 @@ impl<'s> Run<'s> {
         Ok(Trajectory { names: columns.to_vec(), times: times.to_vec(), values, stats })
     }
 
-    /// Evaluates the triggers at `(t, x)`; true if any differs from its
-    /// last value or an event is due.
-    fn triggers_changed(&self, t: f64, x: &[f64], queue: &Queue, trig: &mut [f64]) -> bool {
-        if self.sim.model.events.is_empty() {
+    /// Evaluates the triggers and the state switches at `(t, x)`; true if
+    /// any trigger differs from its last value or any switch from its value
+    /// at the last restart (`sw_prev`).
+    fn changed(&self, t: f64, x: &[f64], queue: &Queue, trig: &mut [f64], sw_prev: &[f64], sw: &mut [f64]) -> bool {
+        if self.sim.model.events.is_empty() && sw.is_empty() {
             return false;
         }
         let mut y = self.y_roots.borrow_mut();
         self.full_y(t, x, &mut y);
         let p = self.p.borrow();
         self.sim.triggers.eval(t, &y, &p, trig, self);
-        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before)
+        self.sim.switches.conds.eval(t, &y, &p, sw, self);
+        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before) || sw != sw_prev
+    }
+
+    /// The state switches' conditions at `(t, x)`.
+    fn switch_conds(&self, t: f64, x: &[f64], sw: &mut [f64]) {
+        if sw.is_empty() {
+            return;
+        }
+        let mut y = self.y_roots.borrow_mut();
+        self.full_y(t, x, &mut y);
+        self.sim.switches.conds.eval(t, &y, &self.p.borrow(), sw, self);
+    }
+
+    /// The instants where the time switches change, from the current
+    /// parameters: each `g(t) = lhs - rhs` is affine in `t`, so two
+    /// evaluations give its zero; the instant kept is the first number where
+    /// the condition has changed (a few round-offs from the zero), so that
+    /// the integrator restarts with the rate of the new side. A switch with
+    /// no zero (slope 0) never changes.
+    fn switch_times(&self) -> Vec<f64> {
+        let f = &self.sim.switches.times;
+        let n = self.sim.switches.n_times;
+        if n == 0 {
+            return Vec::new();
+        }
+        // Time switches read no state: any y will do.
+        let y = vec![0.0; self.sim.n_y()];
+        let p = self.p.borrow();
+        let (mut g0, mut g1, mut g) = (vec![0.0; 2 * n], vec![0.0; 2 * n], vec![0.0; 2 * n]);
+        f.eval(0.0, &y, &p, &mut g0, self);
+        f.eval(1.0, &y, &p, &mut g1, self);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let slope = g1[i] - g0[i];
+            let mut ts = -g0[i] / slope;
+            if slope == 0.0 || !ts.is_finite() {
+                continue;
+            }
+            f.eval(ts, &y, &p, &mut g, self);
+            ts -= g[i] / slope;
+            if !ts.is_finite() {
+                continue;
+            }
+            // The condition well before the zero, then the first number from
+            // a few round-offs below the zero where it differs.
+            f.eval(ts - 1e-9 * ts.abs().max(1.0), &y, &p, &mut g, self);
+            let before = g[n + i];
+            let mut t = ts.next_down().next_down().next_down().next_down();
+            let mut flip = None;
+            for _ in 0..64 {
+                f.eval(t, &y, &p, &mut g, self);
+                if g[n + i] != before {
+                    flip = Some(t);
+                    break;
+                }
+                t = t.next_up();
+            }
+            out.push(flip.unwrap_or(ts));
+        }
+        out
     }
 
     /// Schedules, cancels and executes events at time `t` until none is due,

@@ -40,6 +40,8 @@ pub struct Simulator {
     /// through their solve, by finite differences) or no ODE states.
     pub(crate) jac_structure: Option<vht_solver::JacobianStructure>,
     pub(crate) has_delays: bool,
+    /// Discontinuities of the vector field (`piecewise` conditions), where runs restart.
+    pub(crate) switches: crate::switches::Switches,
     options: Options,
 }
 
@@ -57,6 +59,7 @@ impl Simulator {
         let trigger_exprs: Vec<Expr> = model.events.iter().map(|e| e.trigger.clone()).collect();
         let triggers = compile_exprs(&model, &code.layout, &trigger_exprs, options)?;
         let init_order = vht_ir::initial_order(&model)?;
+        let switches = crate::switches::Switches::new(&model, &code.layout, options)?;
         let mut jac_ode = Vec::new();
         let mut jac_alg = Vec::new();
         for (k, &(r, c)) in code.jac_pattern.iter().enumerate() {
@@ -109,6 +112,7 @@ impl Simulator {
             jac_alg,
             jac_structure,
             has_delays,
+            switches,
             options: options.clone(),
         })
     }
