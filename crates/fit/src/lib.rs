@@ -34,8 +34,13 @@
 //!   initial concentration through a parameter added to the model, so a
 //!   compartment size set by the same condition is taken into account.
 //! - Steady states (pre-equilibration, `inf` times) come from simulating
-//!   until the state derivative is small ([`SteadyState`]); no Newton solve
-//!   (with sensitivities: until the tangents stop moving too).
+//!   until the state derivative is small ([`SteadyState`]), then Newton's
+//!   method on `f(x) = 0` within the conserved moieties the run stayed in;
+//!   their sensitivities solve `J s = -df/dp` there. Where Newton fails, the
+//!   simulated point is kept (with sensitivities: simulated until the
+//!   tangents stop moving too).
+//! - Events at times that do not depend on the estimated parameters (doses)
+//!   have gradients: the tangents jump with the event's assignments.
 //!
 //! ```no_run
 //! let problem = vht_fit::read(std::path::Path::new("Boehm_JProteomeRes2014.yaml"))?;
@@ -70,6 +75,7 @@ mod objective;
 pub mod optimize;
 mod problem;
 mod sens;
+mod steady;
 mod tsv;
 mod uncertainty;
 mod yaml;

@@ -33,7 +33,9 @@ impl Default for Settings {
 /// weighted root-mean-square of the state derivative,
 /// `sqrt(mean((dx_i/dt / (atol + rtol |x_i|))^2))`, is below 1 (AMICI's
 /// criterion). It is checked on a geometric grid of times after the last
-/// finite output, up to `max_time` later.
+/// finite output, up to `max_time` later; the point found (or the last one)
+/// is then polished by Newton's method, accepted where the polished
+/// derivative meets the same criterion (see `steady.rs`).
 #[derive(Clone, Debug)]
 pub struct SteadyState {
     pub rtol: f64,
@@ -109,6 +111,8 @@ pub struct Objective {
     pub(crate) experiments: Vec<Experiment>,
     /// The output columns of `outputs` (the sensitivity system starts with the same ones).
     pub(crate) columns: Vec<Column>,
+    /// `columns` plus a snapshot of the state, for runs that end at a steady state.
+    pub(crate) steady: crate::steady::SteadyOutputs,
     /// The forward-sensitivity system, compiled on first use (see [`crate::sens`]).
     pub(crate) sens: std::sync::OnceLock<crate::sens::Sensitivities>,
 }
@@ -324,6 +328,7 @@ impl Objective {
             .map_err(|error| FitError::Build { file: problem.model.clone(), error })?;
         let outputs =
             sim.outputs(&columns).map_err(|error| FitError::Outputs { file: problem.model.clone(), error })?;
+        let steady = crate::steady::SteadyOutputs::new(&sim, &columns, &problem.model)?;
         Ok(Objective {
             problem,
             settings,
@@ -339,6 +344,7 @@ impl Objective {
             condition_targets,
             experiments,
             columns,
+            steady,
             sens: std::sync::OnceLock::new(),
         })
     }
@@ -480,9 +486,10 @@ impl Objective {
         out: &mut [MeasurementValue],
     ) -> Result<f64, FitError> {
         let overrides = self.experiment_overrides(e, values, preeq_cache)?;
-        let traj = self.run(&e.times, e.steady, &overrides, &e.name)?;
-        let ss_row = if e.steady { Some(self.steady_row(&traj, e.times.len(), &e.name)?) } else { None };
-        self.experiment_terms(e, values, &traj, ss_row, out)
+        let outputs = if e.steady { &self.steady.outputs } else { &self.outputs };
+        let traj = self.run_on(&self.sim, outputs, &e.times, e.steady, &overrides, &e.name)?;
+        let ss = if e.steady { Some(self.steady_point(&traj, e.times.len(), &e.name)?) } else { None };
+        self.experiment_terms(e, values, &traj, ss.as_ref().map(|(t, r)| (*t, r.as_slice())), out)
     }
 
     /// The parameter overrides of one experiment's simulation (running its
@@ -557,9 +564,9 @@ impl Objective {
             }
         }
         pre_ov.extend(self.base_overrides(values));
-        let traj = self.run(&[], true, &pre_ov, name)?;
-        let row = self.steady_row(&traj, 0, name)?;
-        cache.push((pre, traj.row(row).to_vec()));
+        let traj = self.run_on(&self.sim, &self.steady.outputs, &[], true, &pre_ov, name)?;
+        let (_, row) = self.steady_point(&traj, 0, name)?;
+        cache.push((pre, row));
         Ok(&cache[cache.len() - 1].1)
     }
 
@@ -569,7 +576,7 @@ impl Objective {
         e: &Experiment,
         values: &[f64],
         traj: &Trajectory,
-        ss_row: Option<usize>,
+        ss: Option<(f64, &[f64])>,
         out: &mut [MeasurementValue],
     ) -> Result<f64, FitError> {
         let mut extra_vals: Vec<f64> = self
@@ -591,12 +598,10 @@ impl Objective {
                     }
                 }
             }
-            let (row, t) = match r.time {
-                Some(i) => (traj.row(i), e.times[i]),
-                None => {
-                    let r = ss_row.unwrap_or(0);
-                    (traj.row(r), traj.times[r])
-                }
+            let (row, t) = match (r.time, ss) {
+                (Some(i), _) => (traj.row(i), e.times[i]),
+                (None, Some((t, row))) => (row, t),
+                (None, None) => (traj.row(0), traj.times[0]),
             };
             let env = RowEnv { col_of: &self.col_of, row, extras: &extra_vals, n_model: self.n_model, t };
             let h = eval(&code.h, &env);
@@ -608,19 +613,9 @@ impl Objective {
         Ok(total)
     }
 
-    /// One simulation from t = 0 with outputs at `times`, then (if
-    /// `steady`) on a geometric grid up to `max_time` later.
-    fn run(
-        &self,
-        times: &[f64],
-        steady: bool,
-        overrides: &[(Sym, f64)],
-        condition: &str,
-    ) -> Result<Trajectory, FitError> {
-        self.run_on(&self.sim, &self.outputs, times, steady, overrides, condition)
-    }
-
-    /// [`Self::run`] on another compiled model (the sensitivity system) with its outputs.
+    /// One simulation of `sim` (the model, or the sensitivity system) from
+    /// t = 0 with outputs at `times`, then (if `steady`) on a geometric grid
+    /// up to `max_time` later.
     pub(crate) fn run_on(
         &self,
         sim: &Simulator,
@@ -654,6 +649,28 @@ impl Objective {
         };
         vht_sim::simulate(sim, &tc, outputs, overrides)
             .map_err(|error| FitError::Simulation { condition: condition.to_string(), error })
+    }
+
+    /// The steady state of a run with the steady-state outputs: the first row
+    /// at or after `from` where the state has stopped moving (or the last row
+    /// if none has), polished by Newton's method (see [`crate::steady`]); the
+    /// simulated row where Newton does not succeed. Gives the time and the row.
+    fn steady_point(&self, traj: &Trajectory, from: usize, condition: &str) -> Result<(f64, Vec<f64>), FitError> {
+        let found = self.steady_row(traj, from, condition);
+        let last = traj.times.len().checked_sub(1).filter(|&l| l >= from);
+        if let Some(i) = found.as_ref().ok().copied().or(last) {
+            let t = traj.times[i];
+            let (y, p) = self.steady.split(traj.row(i));
+            let n = self.sim.code.layout.n_ode;
+            if let Some(st) = crate::steady::newton(&self.sim, t, &y[..n.min(y.len())], p, &self.settings.steady_state)
+            {
+                let mut y = y.to_vec();
+                y[..n].copy_from_slice(&st.x);
+                return Ok((t, self.steady.row(t, &y, p)));
+            }
+        }
+        let i = found?;
+        Ok((traj.times[i], traj.row(i).to_vec()))
     }
 
     /// The first row at or after `from` where the state has stopped moving.

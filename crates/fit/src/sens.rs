@@ -28,16 +28,27 @@
 //! parameters, species reset by a condition, and pre-equilibration (the main
 //! run starts from the steady state and its sensitivities).
 //!
-//! Steady states (pre-equilibration and `inf` times) come from simulating the
-//! extended system until both the states and their tangents stop moving: for
-//! a stable steady state the tangents converge to `-J^-1 df/dp` restricted to
-//! the conserved-moiety subspace the run stays in, which a direct solve of
-//! the (then singular) `J s = -df/dp` would not give.
+//! Steady states (pre-equilibration and `inf` times): the extended system is
+//! simulated close to the steady state, then the model's states are polished
+//! by Newton's method and the tangents solved from `J s = -df/dp` in the
+//! conserved-moiety class the run stayed in ([`crate::steady`]). Where Newton
+//! fails, the run continues until both the states and their tangents stop
+//! moving (for a stable steady state the tangents converge to the same
+//! solution).
 //!
-//! Not handled (an error names it): events (a state reset by an event needs a
-//! sensitivity jump), algebraic rules and `delay`. A `piecewise` whose
-//! switching time depends on an estimated parameter would also need a jump;
-//! the benchmark problems switch at fixed (condition-given) times only.
+//! Events: each event assignment `x := h(x, p)` gets companion assignments
+//! of the tangents, `T(x, j) := sum_r (dh/dr) T(r, j)` over the symbols `h`
+//! reads, evaluated (as SBML evaluates an event's assignments) before any
+//! assignment is made; the simulator then carries them like any other
+//! assignment. This is the jump `s+ = dh/dx s- + dh/dp` when the event time
+//! does not depend on the parameters (triggers on time, such as doses).
+//!
+//! Not handled (an error names it): events whose trigger or delay reads a
+//! quantity that depends on an estimated parameter (the jump would need the
+//! `((dh/dx) f- - f+) dtau/dp` term), algebraic rules and `delay`. A
+//! `piecewise` whose switching time depends on an estimated parameter would
+//! also need a jump; the benchmark problems switch at fixed (condition-given)
+//! times only.
 
 use rayon::prelude::*;
 use vht_ir::eval::eval;
@@ -67,6 +78,12 @@ pub(crate) struct Sensitivities {
     /// symbols (model symbols and extras) they read.
     dh: Vec<Vec<(Sym, Expr)>>,
     dsigma: Vec<Vec<(Sym, Expr)>>,
+    /// The output columns plus a state snapshot, for runs to a steady state.
+    steady: crate::steady::SteadyOutputs,
+    /// Per ODE state of the model (its `y` order): `(direction, index in
+    /// this system's y)` of its tangents. Empty when this system's `y` and
+    /// `p` do not start with the model's (then Newton is not used).
+    tstate: Vec<Vec<(usize, usize)>>,
 }
 
 /// An override with its derivative by direction (sparse).
@@ -109,12 +126,6 @@ impl Acc {
 pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
     let model = &obj.sim.model;
     let unsupported = |what: String| FitError::Sensitivities { file: obj.problem.model.clone(), what };
-    if let Some(ev) = model.events.first() {
-        return Err(unsupported(format!(
-            "the model has events (first: '{}'); sensitivities across events (jumps at state resets) are not implemented",
-            ev.name
-        )));
-    }
     if !model.algebraic.is_empty() {
         return Err(unsupported("the model has algebraic rules; their sensitivities are not implemented".into()));
     }
@@ -170,23 +181,28 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
             }
         }
     }
-    let reads: Vec<Vec<Sym>> = model
+    let mut reads: Vec<Vec<Sym>> = model
         .symbols
         .iter()
-        .map(|s| {
-            let mut r = match &s.kind {
-                SymbolKind::Assigned { expr } => expr.instant_symbols(),
-                SymbolKind::State { rate } => {
-                    let mut r = rate.instant_symbols();
-                    r.extend(s.initial.instant_symbols());
-                    r
-                }
-                _ => s.initial.instant_symbols(),
-            };
-            r.retain(|x| x.index() < n);
-            r
+        .map(|s| match &s.kind {
+            SymbolKind::Assigned { expr } => expr.instant_symbols(),
+            SymbolKind::State { rate } => {
+                let mut r = rate.instant_symbols();
+                r.extend(s.initial.instant_symbols());
+                r
+            }
+            _ => s.initial.instant_symbols(),
         })
         .collect();
+    // An event assignment makes its target depend on what its value reads.
+    for ev in &model.events {
+        for a in &ev.assignments {
+            reads[a.target.index()].extend(a.value.instant_symbols());
+        }
+    }
+    for r in &mut reads {
+        r.retain(|x| x.index() < n);
+    }
     loop {
         let mut changed = false;
         for b in 0..n {
@@ -211,6 +227,27 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
         }
         if !changed {
             break;
+        }
+    }
+
+    // Events: an assignment `x := h(x, p)` at time tau makes the tangents jump
+    // to `dh/dx s + dh/dp + ((dh/dx) f- - f+) dtau/dp`. Only events whose
+    // firing and execution times do not depend on the directions are
+    // handled (dtau/dp = 0): triggers on time, such as doses.
+    for ev in &model.events {
+        let mut timing = vec![&ev.trigger];
+        timing.extend(ev.delay.as_ref());
+        for e in timing {
+            if let Some(r) =
+                e.instant_symbols().into_iter().find(|r| r.index() < n && dep[r.index()].iter().any(|&d| d))
+            {
+                return Err(unsupported(format!(
+                    "event '{}' fires at a time that depends on estimated parameters (its trigger or delay reads '{}'); \
+                     sensitivities across such events (the d(tau)/dp term of the jump) are not implemented",
+                    ev.name,
+                    model.symbols[r.index()].name
+                )));
+            }
         }
     }
 
@@ -311,6 +348,24 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
         }
     }
 
+    // Each event assignment carries the jumps of its target's tangents,
+    // evaluated (as SBML evaluates all of an event's assignments) before any
+    // assignment is made.
+    for (k, ev) in model.events.iter().enumerate() {
+        let mut jumps = Vec::new();
+        for a in &ev.assignments {
+            if tangent[a.target.index()].is_empty() {
+                continue;
+            }
+            let parts =
+                partials(&a.value, &format!("{}: {}", ev.name, model.symbols[a.target.index()].name), false, &mut ext);
+            for &(j, t) in &tangent[a.target.index()] {
+                jumps.push(vht_ir::EventAssignment { target: t, value: along(&parts, j) });
+            }
+        }
+        ext.events[k].assignments.extend(jumps);
+    }
+
     // Output columns: the objective's own, then the tangents it reads.
     let mut columns = obj.columns.clone();
     let mut wanted: Vec<Sym> = obj.col_of.keys().copied().collect();
@@ -350,8 +405,24 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
     let file = obj.problem.model.clone();
     let sim = Simulator::new(ext, &vht_codegen::Options::default())
         .map_err(|error| FitError::Build { file: file.clone(), error })?;
-    let outputs = sim.outputs(&columns).map_err(|error| FitError::Outputs { file, error })?;
-    Ok(Sensitivities { sim, outputs, dirs, dir_of, tangent, tcols, trates, dh, dsigma })
+    let outputs = sim.outputs(&columns).map_err(|error| FitError::Outputs { file: file.clone(), error })?;
+    let steady = crate::steady::SteadyOutputs::new(&sim, &columns, &file)?;
+    // The extended model appends its symbols, so its y and p start with the model's.
+    let (lo, le) = (&obj.sim.code.layout, &sim.code.layout);
+    let prefix = le.y.len() >= lo.y.len()
+        && le.y[..lo.y.len()] == lo.y[..]
+        && le.p.len() >= lo.p.len()
+        && le.p[..lo.p.len()] == lo.p[..];
+    let tstate = if prefix {
+        let index: std::collections::HashMap<Sym, usize> = le.y.iter().enumerate().map(|(k, &s)| (s, k)).collect();
+        lo.y[..lo.n_ode]
+            .iter()
+            .map(|x| tangent[x.index()].iter().filter_map(|&(j, t)| index.get(&t).map(|&k| (j, k))).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Sensitivities { sim, outputs, dirs, dir_of, tangent, tcols, trates, dh, dsigma, steady, tstate })
 }
 
 impl Sensitivities {
@@ -412,6 +483,73 @@ impl Sensitivities {
         Err(FitError::SteadyState { condition: condition.to_string(), t: last.0, norm: last.1 })
     }
 
+    /// The steady state of a run with the steady-state outputs, and its
+    /// sensitivities: the model's states polished by Newton's method from the
+    /// first row at or after `from` where they have stopped moving (or the
+    /// last row), and the tangents from `J s = -df/dp` (see
+    /// [`crate::steady`]). Where Newton does not succeed, the first row where
+    /// both the states and their tangents have stopped moving.
+    fn steady_point(
+        &self,
+        obj: &Objective,
+        traj: &Trajectory,
+        from: usize,
+        condition: &str,
+    ) -> Result<(f64, Vec<f64>), FitError> {
+        if let Some(row) = self.newton_point(obj, traj, from) {
+            return Ok(row);
+        }
+        let i = self.steady_row(obj, traj, from, condition)?;
+        Ok((traj.times[i], traj.row(i).to_vec()))
+    }
+
+    fn newton_point(&self, obj: &Objective, traj: &Trajectory, from: usize) -> Option<(f64, Vec<f64>)> {
+        let n = obj.sim.code.layout.n_ode;
+        if self.tstate.len() != n {
+            return None;
+        }
+        let ss = &obj.settings.steady_state;
+        let i = (from..traj.times.len())
+            .find(|&i| {
+                let r = traj.row(i);
+                let x: Vec<f64> = obj.state_cols.iter().map(|&(_, vc, _)| r[vc]).collect();
+                let f: Vec<f64> = obj.state_cols.iter().map(|&(_, _, rc)| r[rc]).collect();
+                crate::steady::weighted_norm(ss, &x, &f) < 1.0
+            })
+            .or(traj.times.len().checked_sub(1).filter(|&l| l >= from))?;
+        let t = traj.times[i];
+        let (y, p) = self.steady.split(traj.row(i));
+        let np = obj.sim.code.layout.p.len();
+        let st = crate::steady::newton(&obj.sim, t, &y[..n], &p[..np], ss)?;
+        let mut y = y.to_vec();
+        y[..n].copy_from_slice(&st.x);
+        // The tangents' rates at zero tangents are df/dp (they are J s + df/dp).
+        let simulated = y.clone();
+        for &(_, k) in self.tstate.iter().flatten() {
+            y[k] = 0.0;
+        }
+        let mut rates = vec![0.0; self.sim.code.rhs.len()];
+        self.sim.code.rhs.eval(t, &y, p, &mut rates, &vht_codegen::NoDelays);
+        let (mut fp, mut now) = (vec![0.0; n], vec![0.0; n]);
+        for j in 0..self.dirs.len() {
+            fp.iter_mut().for_each(|v| *v = 0.0);
+            now.iter_mut().for_each(|v| *v = 0.0);
+            for (x, ts) in self.tstate.iter().enumerate() {
+                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
+                    fp[x] = rates[k];
+                    now[x] = simulated[k];
+                }
+            }
+            let s = st.tangent(&fp, &now)?;
+            for (x, ts) in self.tstate.iter().enumerate() {
+                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
+                    y[k] = s[x];
+                }
+            }
+        }
+        Some((t, self.steady.row(t, &y, p)))
+    }
+
     fn tcol(&self, b: Sym, j: usize) -> Option<usize> {
         self.tcols[b.index()].iter().find(|(k, _)| *k == j).map(|&(_, c)| c)
     }
@@ -440,9 +578,8 @@ impl Sensitivities {
             }
         }
         self.base(obj, values, &mut ovs);
-        let traj = obj.run_on(&self.sim, &self.outputs, &[], true, &self.overrides(&ovs), name)?;
-        let row = self.steady_row(obj, &traj, 0, name)?;
-        Ok(traj.row(row).to_vec())
+        let traj = obj.run_on(&self.sim, &self.steady.outputs, &[], true, &self.overrides(&ovs), name)?;
+        Ok(self.steady_point(obj, &traj, 0, name)?.1)
     }
 
     fn experiment(
@@ -501,8 +638,9 @@ impl Sensitivities {
             }
         }
         self.base(obj, values, &mut ovs);
-        let traj = obj.run_on(&self.sim, &self.outputs, &e.times, e.steady, &self.overrides(&ovs), &e.name)?;
-        let ss_row = if e.steady { Some(self.steady_row(obj, &traj, e.times.len(), &e.name)?) } else { None };
+        let outputs = if e.steady { &self.steady.outputs } else { &self.outputs };
+        let traj = obj.run_on(&self.sim, outputs, &e.times, e.steady, &self.overrides(&ovs), &e.name)?;
+        let ss = if e.steady { Some(self.steady_point(obj, &traj, e.times.len(), &e.name)?) } else { None };
 
         let ne = chain.len();
         let mut acc = Acc::new(ne);
@@ -537,12 +675,10 @@ impl Sensitivities {
                     }
                 }
             }
-            let (row, t) = match r.time {
-                Some(i) => (traj.row(i), e.times[i]),
-                None => {
-                    let i = ss_row.unwrap_or(0);
-                    (traj.row(i), traj.times[i])
-                }
+            let (row, t) = match (r.time, &ss) {
+                (Some(i), _) => (traj.row(i), e.times[i]),
+                (None, Some((t, row))) => (row.as_slice(), *t),
+                (None, None) => (traj.row(0), traj.times[0]),
             };
             let env = RowEnv { col_of: &obj.col_of, row, extras: &extra_vals, n_model: obj.n_model, t };
             let h = eval(&code.h, &env);

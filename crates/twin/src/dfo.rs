@@ -1,11 +1,12 @@
 //! The fallback when the objective has no gradient: a multistart of
 //! bounded Nelder-Mead, and a finite-difference Hessian at the optimum.
 //!
-//! Why: `vht_fit`'s forward sensitivities do not cross events yet, and a
-//! patient who took a dose after the time origin has one event per dose in
-//! the model. The likelihood itself is fine, so a derivative-free local
-//! method still fits a twin's few parameters; it is slower and less precise
-//! than the trust region, which is used whenever gradients exist.
+//! Why: `vht_fit` has no forward sensitivities for some models (algebraic
+//! rules, delays, events whose time depends on an estimated parameter; doses
+//! at given times are fine). The likelihood itself is fine, so a
+//! derivative-free local method still fits a twin's few parameters; it is
+//! slower and less precise than the trust region, which is used whenever
+//! gradients exist.
 
 use rayon::prelude::*;
 use vht_fit::Objective;

@@ -292,7 +292,7 @@ pub fn create(
         let hessian = dfo::hessian(&objective, &r.x, 1e-3)?;
         let summary = FitSummary {
             optimizer: format!(
-                "Nelder-Mead, at most {max_evals} evaluations per start, finite-difference Hessian (the model has events, which the sensitivities do not cross)"
+                "Nelder-Mead, at most {max_evals} evaluations per start, finite-difference Hessian (the model has no forward sensitivities: algebraic rules, delays, or an event whose time depends on the estimated parameters)"
             ),
             starts: options.starts,
             seed: options.seed,
