@@ -392,6 +392,7 @@ impl<'s> Run<'s> {
             atol: tc.atol,
             max_steps: tc.max_steps,
             linear_solver: tc.linear_solver,
+            fast_start: sim.smooth,
             ..Options::default()
         };
         let x_start = x.clone();

@@ -40,6 +40,10 @@ pub struct Simulator {
     /// through their solve, by finite differences) or no ODE states.
     pub(crate) jac_structure: Option<vht_solver::JacobianStructure>,
     pub(crate) has_delays: bool,
+    /// No events, delays or switches (`piecewise`, comparisons as values):
+    /// the integrator's steps need only follow its error estimate, so it may
+    /// grow them quickly at the start (`vht_solver::Options::fast_start`).
+    pub(crate) smooth: bool,
     /// Discontinuities of the vector field (`piecewise` conditions), where runs restart.
     pub(crate) switches: crate::switches::Switches,
     options: Options,
@@ -99,6 +103,25 @@ impl Simulator {
             }
             d
         };
+        let has_switch = |e: &Expr| {
+            let mut found = false;
+            e.walk(&mut |x| {
+                found |= matches!(
+                    x,
+                    Expr::Piecewise(..)
+                        | Expr::Bin(BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Neq, ..)
+                )
+            });
+            found
+        };
+        let smooth = model.events.is_empty()
+            && !has_delays
+            && !model.algebraic.iter().any(has_switch)
+            && !model.symbols.iter().any(|s| match &s.kind {
+                SymbolKind::State { rate } => has_switch(rate),
+                SymbolKind::Assigned { expr } => has_switch(expr),
+                _ => false,
+            });
         Ok(Simulator {
             model,
             code,
@@ -112,6 +135,7 @@ impl Simulator {
             jac_alg,
             jac_structure,
             has_delays,
+            smooth,
             switches,
             options: options.clone(),
         })

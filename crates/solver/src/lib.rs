@@ -69,6 +69,17 @@ pub struct Options {
     /// First step size; `None` lets the integrator choose.
     pub h0: Option<f64>,
     pub linear_solver: LinearSolver,
+    /// Let the step size grow as CVODE does at the start of an integration
+    /// (up to 10⁴× at the first change, 10× until step 10, until the first
+    /// error-test failure) instead of diffsol's 2× throughout. From a first
+    /// step of 1e-11 (tight absolute tolerances on species that start at
+    /// zero) diffsol needs ~35 doublings, each a new LU factorisation, to
+    /// reach the model's time scale. Only for smooth systems: where steps
+    /// must also resolve something the error estimate does not see (event
+    /// triggers, a delay's history, piecewise switches), a few large steps
+    /// can pass a pair of crossings or leave the history too coarse; it is
+    /// also ignored when the system has root functions.
+    pub fast_start: bool,
 }
 
 /// How the Newton systems of the implicit method are solved.
@@ -83,7 +94,14 @@ pub enum LinearSolver {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rtol: 1e-6, atol: 1e-12, max_steps: 500_000, h0: None, linear_solver: LinearSolver::Auto }
+        Options {
+            rtol: 1e-6,
+            atol: 1e-12,
+            max_steps: 500_000,
+            h0: None,
+            linear_solver: LinearSolver::Auto,
+            fast_start: false,
+        }
     }
 }
 
@@ -364,11 +382,14 @@ macro_rules! run_body {
     ($solver:expr, $sys:expr, $counters:expr, $options:expr, $body:expr) => {{
         let solver = $solver;
         let interp = RefCell::new(solver.state().y.clone());
+        let growth = solver.config().maximum_timestep_growth;
         let mut it = Bdf {
             solver,
             sys: $sys,
             counters: &$counters,
             max_steps: $options.max_steps,
+            fast_start: $options.fast_start && $sys.n_roots() == 0,
+            growth,
             tmp: vec![0.0; $sys.len()],
             interp,
             _eqn: std::marker::PhantomData,
@@ -407,6 +428,9 @@ struct Bdf<'a, 'c, Eqn: diffsol::Op, M, S> {
     sys: &'c S,
     counters: &'c Counters,
     max_steps: usize,
+    /// [`Options::fast_start`], still in effect; `growth` is diffsol's own cap.
+    fast_start: bool,
+    growth: f64,
     tmp: Vec<f64>,
     /// Where `interpolate` writes, kept between calls: outputs interpolate at every row.
     interp: RefCell<Eqn::V>,
@@ -438,6 +462,20 @@ where
         // CVODE allows 10 per step, and so do we.
         let fails = self.solver.get_statistics().number_of_nonlinear_solver_fails;
         self.solver.config_mut().maximum_newton_fails = fails + NEWTON_FAILS_PER_STEP;
+        if self.fast_start {
+            // CVODE's etamax: ETAMX1 = 1e4 for the first change (diffsol
+            // changes the step after two steps at order 1), ETAMX2 = 10 while
+            // nst <= 10, and no more boost once an error test has failed.
+            let failed = self.solver.get_statistics().number_of_error_test_failures > 0;
+            let growth = match steps {
+                _ if failed => None,
+                0..3 => Some(1e4),
+                3..10 => Some(10.0),
+                _ => None,
+            };
+            self.fast_start = growth.is_some();
+            self.solver.config_mut().maximum_timestep_growth = growth.unwrap_or(self.growth);
+        }
         match self.solver.step() {
             Ok(OdeSolverStopReason::InternalTimestep) => Ok(StepOutcome::Step { t: self.t() }),
             Ok(OdeSolverStopReason::RootFound(t, _)) => Ok(StepOutcome::Root { t }),
