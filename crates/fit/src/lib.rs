@@ -39,8 +39,9 @@
 //!   their sensitivities solve `J s = -df/dp` there. Where Newton fails, the
 //!   simulated point is kept (with sensitivities: simulated until the
 //!   tangents stop moving too).
-//! - Events at times that do not depend on the estimated parameters (doses)
-//!   have gradients: the tangents jump with the event's assignments.
+//! - Events have gradients: the tangents jump with the event's assignments,
+//!   including the shift of an event time that depends on the parameters
+//!   (a trigger that is one comparison, without delay).
 //!
 //! ```no_run
 //! let problem = vht_fit::read(std::path::Path::new("Boehm_JProteomeRes2014.yaml"))?;

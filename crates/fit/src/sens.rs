@@ -36,19 +36,19 @@
 //! moving (for a stable steady state the tangents converge to the same
 //! solution).
 //!
-//! Events: each event assignment `x := h(x, p)` gets companion assignments
-//! of the tangents, `T(x, j) := sum_r (dh/dr) T(r, j)` over the symbols `h`
-//! reads, evaluated (as SBML evaluates an event's assignments) before any
-//! assignment is made; the simulator then carries them like any other
-//! assignment. This is the jump `s+ = dh/dx s- + dh/dp` when the event time
-//! does not depend on the parameters (triggers on time, such as doses).
+//! Events: each event gets companion assignments of the tangents, evaluated
+//! (as SBML evaluates an event's assignments) before any assignment is made;
+//! the simulator then carries them like any other assignment. They are the
+//! jump `s+ = dh/dx s- + dh/dp + ((dh/dx) f- - f+) dtau/dp` of an assignment
+//! `x := h(x, p)` (`h = x` for a state the event leaves alone), with
+//! `dtau/dp = -(dg/dx s- + dg/dp) / (dg/dx f- + dg/dt)` for a trigger `g > 0`;
+//! `dtau/dp = 0` for a trigger on time at a fixed time (doses).
 //!
-//! Not handled (an error names it): events whose trigger or delay reads a
-//! quantity that depends on an estimated parameter (the jump would need the
-//! `((dh/dx) f- - f+) dtau/dp` term), algebraic rules and `delay`. A
-//! `piecewise` whose switching time depends on an estimated parameter would
-//! also need a jump; the benchmark problems switch at fixed (condition-given)
-//! times only.
+//! Not handled (an error names it): events whose time depends on an
+//! estimated parameter through a delay, or through a trigger that is not a
+//! single comparison; algebraic rules and `delay`. A `piecewise` whose
+//! switching time depends on an estimated parameter would also need a jump;
+//! the benchmark problems switch at fixed (condition-given) times only.
 
 use rayon::prelude::*;
 use vht_ir::eval::eval;
@@ -194,10 +194,20 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
             _ => s.initial.instant_symbols(),
         })
         .collect();
-    // An event assignment makes its target depend on what its value reads.
-    for ev in &model.events {
+    // An event assignment makes its target depend on what its value reads;
+    // an event whose time depends on a parameter moves the jumps of every
+    // quantity whose value or rate it changes, so they depend on what its
+    // trigger reads.
+    let touched: Vec<Vec<bool>> = model.events.iter().map(|ev| touched_by(model, ev)).collect();
+    for (ev, touched) in model.events.iter().zip(&touched) {
         for a in &ev.assignments {
             reads[a.target.index()].extend(a.value.instant_symbols());
+        }
+        let trigger = ev.trigger.instant_symbols();
+        for (b, &t) in touched.iter().enumerate() {
+            if t && !matches!(model.symbols[b].kind, SymbolKind::Assigned { .. }) {
+                reads[b].extend(trigger.iter().copied());
+            }
         }
     }
     for r in &mut reads {
@@ -231,19 +241,27 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
     }
 
     // Events: an assignment `x := h(x, p)` at time tau makes the tangents jump
-    // to `dh/dx s + dh/dp + ((dh/dx) f- - f+) dtau/dp`. Only events whose
-    // firing and execution times do not depend on the directions are
-    // handled (dtau/dp = 0): triggers on time, such as doses.
+    // to `dh/dx s + dh/dp + ((dh/dx) f- - f+) dtau/dp`. The time of an event
+    // may depend on the directions through its trigger when that is one
+    // comparison `a > b` (or <, <=, >=) and the event has no delay; a
+    // parameter-dependent delay is not handled.
+    let depends =
+        |e: &Expr| e.instant_symbols().into_iter().find(|r| r.index() < n && dep[r.index()].iter().any(|&d| d));
     for ev in &model.events {
-        let mut timing = vec![&ev.trigger];
-        timing.extend(ev.delay.as_ref());
-        for e in timing {
-            if let Some(r) =
-                e.instant_symbols().into_iter().find(|r| r.index() < n && dep[r.index()].iter().any(|&d| d))
-            {
+        if let Some(r) = ev.delay.as_ref().and_then(depends) {
+            return Err(unsupported(format!(
+                "the delay of event '{}' reads '{}', which depends on estimated parameters; sensitivities across \
+                 events with a parameter-dependent delay are not implemented",
+                ev.name,
+                model.symbols[r.index()].name
+            )));
+        }
+        if let Some(r) = depends(&ev.trigger) {
+            if ev.delay.is_some() || crossing(&ev.trigger).is_none() {
                 return Err(unsupported(format!(
-                    "event '{}' fires at a time that depends on estimated parameters (its trigger or delay reads '{}'); \
-                     sensitivities across such events (the d(tau)/dp term of the jump) are not implemented",
+                    "event '{}' fires at a time that depends on estimated parameters (its trigger reads '{}'), and \
+                     its trigger is not a single comparison or it has a delay; sensitivities across such events \
+                     are not implemented",
                     ev.name,
                     model.symbols[r.index()].name
                 )));
@@ -348,19 +366,67 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
         }
     }
 
-    // Each event assignment carries the jumps of its target's tangents,
+    // Each event carries the jumps of the tangents as extra assignments,
     // evaluated (as SBML evaluates all of an event's assignments) before any
-    // assignment is made.
+    // assignment is made, so at the state just before the event. With
+    // `D(e)` the time derivative of `e` along the run and `F+` the rate
+    // after the event, the jump of a quantity `b` set to `h` (or left alone,
+    // `h = b`) is `T(b, j) := dh/dv T(v, j) + (D(h) - F+_b) dtau/dp_j`, with
+    // `dtau/dp_j = -(dg/dv T(v, j)) / D(g)` for the trigger `g > 0`
+    // (0 for an event that fires at the start because its trigger is true there).
     for (k, ev) in model.events.iter().enumerate() {
+        let timed: Vec<usize> = match crossing(&ev.trigger) {
+            Some(_) => (0..nd)
+                .filter(|&j| ev.trigger.instant_symbols().iter().any(|r| r.index() < n && dep[r.index()][j]))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut dtau: Vec<(usize, Expr)> = Vec::new();
+        if let (Some(g), false) = (crossing(&ev.trigger), timed.is_empty()) {
+            let parts = partials(&g, &format!("{}: trigger", ev.name), false, &mut ext);
+            let dg = time_derivative(model, &g);
+            for &j in &timed {
+                let value = Expr::Num(0.0) - along(&parts, j) / dg.clone();
+                let at_start = Expr::bin(BinOp::Le, Expr::Time, Expr::Num(0.0));
+                dtau.push((j, Expr::Piecewise(vec![(Expr::Num(0.0), at_start)], Box::new(value))));
+            }
+        }
+        let targets: std::collections::HashMap<Sym, Expr> =
+            ev.assignments.iter().map(|a| (a.target, a.value.clone())).collect();
         let mut jumps = Vec::new();
-        for a in &ev.assignments {
-            if tangent[a.target.index()].is_empty() {
+        for (b, tangents) in tangent.iter().enumerate() {
+            let sym = Sym(b as u32);
+            let h = targets.get(&sym);
+            let moves =
+                !dtau.is_empty() && touched[k][b] && !matches!(model.symbols[b].kind, SymbolKind::Assigned { .. });
+            if tangents.is_empty() || (h.is_none() && !moves) {
                 continue;
             }
-            let parts =
-                partials(&a.value, &format!("{}: {}", ev.name, model.symbols[a.target.index()].name), false, &mut ext);
-            for &(j, t) in &tangent[a.target.index()] {
-                jumps.push(vht_ir::EventAssignment { target: t, value: along(&parts, j) });
+            let parts = h.map(|h| partials(h, &format!("{}: {}", ev.name, model.symbols[b].name), false, &mut ext));
+            let slope = if dtau.is_empty() {
+                Expr::Num(0.0)
+            } else {
+                let before = match h {
+                    Some(h) => time_derivative(model, h),
+                    None => time_derivative(model, &Expr::Sym(sym)),
+                };
+                let after = match &model.symbols[b].kind {
+                    SymbolKind::State { rate } => after_event(model, &targets, &touched[k], rate),
+                    _ => Expr::Num(0.0),
+                };
+                simplify(before - after)
+            };
+            for &(j, t) in tangents {
+                let base = match &parts {
+                    Some(p) => along(p, j),
+                    None => Expr::Sym(t),
+                };
+                let value = match dtau.iter().find(|(jj, _)| *jj == j) {
+                    Some((_, d)) if !slope.is_num(0.0) => base + slope.clone() * d.clone(),
+                    _ if h.is_none() => continue,
+                    _ => base,
+                };
+                jumps.push(vht_ir::EventAssignment { target: t, value });
             }
         }
         ext.events[k].assignments.extend(jumps);
@@ -733,6 +799,103 @@ impl Sensitivities {
         }
         Ok(acc)
     }
+}
+
+/// `g` for a trigger that is one comparison `a > b` (`g = a - b`, which
+/// crosses zero where the event fires), or `None`.
+fn crossing(trigger: &Expr) -> Option<Expr> {
+    match trigger {
+        Expr::Bin(BinOp::Gt | BinOp::Ge, a, b) => Some((**a).clone() - (**b).clone()),
+        Expr::Bin(BinOp::Lt | BinOp::Le, a, b) => Some((**b).clone() - (**a).clone()),
+        _ => None,
+    }
+}
+
+/// Which symbols an event changes, in value or in rate: its targets, the
+/// assigned symbols that read them (transitively), and the states whose
+/// rate reads any of those.
+fn touched_by(model: &vht_ir::Model, ev: &vht_ir::Event) -> Vec<bool> {
+    let n = model.symbols.len();
+    let mut t = vec![false; n];
+    for a in &ev.assignments {
+        t[a.target.index()] = true;
+    }
+    let reads_touched = |e: &Expr, t: &[bool]| e.instant_symbols().iter().any(|r| r.index() < n && t[r.index()]);
+    loop {
+        let mut changed = false;
+        for b in 0..n {
+            if let (false, SymbolKind::Assigned { expr }) = (t[b], &model.symbols[b].kind) {
+                if reads_touched(expr, &t) {
+                    t[b] = true;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let states: Vec<usize> = (0..n)
+        .filter(|&b| matches!(&model.symbols[b].kind, SymbolKind::State { rate } if reads_touched(rate, &t)))
+        .collect();
+    for b in states {
+        t[b] = true;
+    }
+    t
+}
+
+/// `e` just after an event, in terms of the values just before it: each
+/// target replaced by its assigned value, each assigned symbol the event
+/// changes by its expression (so replaced in turn).
+fn after_event(
+    model: &vht_ir::Model,
+    targets: &std::collections::HashMap<Sym, Expr>,
+    touched: &[bool],
+    e: &Expr,
+) -> Expr {
+    let n = model.symbols.len();
+    e.clone().map(&mut |x| match x {
+        Expr::Sym(s) => match targets.get(&s) {
+            Some(h) => h.clone(),
+            None => match &model.symbols.get(s.index()).map(|m| &m.kind) {
+                Some(SymbolKind::Assigned { expr }) if s.index() < n && touched[s.index()] => {
+                    after_event(model, targets, touched, expr)
+                }
+                _ => Expr::Sym(s),
+            },
+        },
+        x => x,
+    })
+}
+
+/// The derivative of `e` by time along a run: `de/dt + sum_v de/dv D(v)`,
+/// with `D(state)` its rate, `D(parameter) = 0` and `D(assigned)` that of
+/// its expression.
+fn time_derivative(model: &vht_ir::Model, e: &Expr) -> Expr {
+    // Time is not a symbol: differentiate by a stand-in that no model uses.
+    let t = Sym(u32::MAX);
+    let with_t = e.clone().map(&mut |x| if matches!(x, Expr::Time) { Expr::Sym(t) } else { x });
+    let mut terms = vec![guard_logs(derivative(&with_t, t)).map(&mut |x| {
+        if matches!(x, Expr::Sym(s) if s == t) {
+            Expr::Time
+        } else {
+            x
+        }
+    })];
+    for r in e.instant_symbols() {
+        let Some(sym) = model.symbols.get(r.index()) else { continue };
+        let dr = match &sym.kind {
+            SymbolKind::State { rate } => rate.clone(),
+            SymbolKind::Assigned { expr } => time_derivative(model, expr),
+            SymbolKind::Parameter | SymbolKind::Algebraic => continue,
+        };
+        let d = guard_logs(derivative(e, r));
+        if d.is_num(0.0) || dr.is_num(0.0) {
+            continue;
+        }
+        terms.push(d * dr);
+    }
+    simplify(Expr::Nary(NaryOp::Add, terms))
 }
 
 /// `ln(a)` in a derivative becomes 0 where `a <= 0`: `d(a^b)/db = a^b ln(a)`
