@@ -7,9 +7,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct FitArgs {
+    #[command(subcommand)]
+    command: Option<crate::fit_profile::FitCommand>,
     /// The PEtab problem (yaml).
-    problem: PathBuf,
+    #[arg(required = true)]
+    problem: Option<PathBuf>,
     /// Evaluate the objective at the nominal parameters (with --set changes)
     /// and print each condition's contribution; the last line is the objective.
     #[arg(long)]
@@ -65,12 +69,17 @@ pub struct FitArgs {
 }
 
 pub fn run(a: FitArgs) -> Result<()> {
+    let problem = match (a.command, &a.problem) {
+        (Some(crate::fit_profile::FitCommand::Profile(p)), _) => return crate::fit_profile::run(p),
+        (None, Some(problem)) => problem.clone(),
+        (None, None) => bail!("a PEtab problem (yaml) is required"),
+    };
     if !(a.rtol > 0.0 && a.atol > 0.0) {
         bail!("--rtol and --atol must be positive");
     }
     if !a.evaluate {
         return estimate(
-            &a.problem,
+            &problem,
             &EstimateArgs {
                 rtol: a.rtol,
                 atol: a.atol,
@@ -88,7 +97,7 @@ pub fn run(a: FitArgs) -> Result<()> {
         );
     }
     let t0 = Instant::now();
-    let problem = vht_fit::read(&a.problem)?;
+    let problem = vht_fit::read(&problem)?;
     let mut values = problem.nominal();
     for s in &a.set {
         let Some((id, v)) = s.split_once('=') else {
@@ -147,24 +156,24 @@ pub fn run(a: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// What `vht fit` without --evaluate does.
-struct EstimateArgs {
-    rtol: f64,
-    atol: f64,
-    starts: usize,
-    lbfgsb: bool,
-    seed: u64,
-    max_iterations: usize,
-    threads: Option<usize>,
-    out: Option<PathBuf>,
-    profile: Vec<String>,
-    progress: bool,
-    max_steps: usize,
-    bands: usize,
+/// What `vht fit` without --evaluate does (and `vht fit profile --from best`).
+pub(crate) struct EstimateArgs {
+    pub(crate) rtol: f64,
+    pub(crate) atol: f64,
+    pub(crate) starts: usize,
+    pub(crate) lbfgsb: bool,
+    pub(crate) seed: u64,
+    pub(crate) max_iterations: usize,
+    pub(crate) threads: Option<usize>,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) profile: Vec<String>,
+    pub(crate) progress: bool,
+    pub(crate) max_steps: usize,
+    pub(crate) bands: usize,
 }
 
 /// Multistart estimation, then (optionally) profiles; writes the results to the output folder.
-fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
+pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
     let t0 = Instant::now();
     let problem = vht_fit::read(path)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "problem".into());
@@ -317,7 +326,7 @@ fn status(s: &vht_fit::StartResult) -> String {
 }
 
 /// The parameter table with the estimates as nominal values (linear scale).
-fn write_parameters(path: &Path, objective: &vht_fit::Objective, x: &[f64]) -> Result<()> {
+pub(crate) fn write_parameters(path: &Path, objective: &vht_fit::Objective, x: &[f64]) -> Result<()> {
     let values = objective.values_from_scaled(x)?;
     let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
@@ -393,7 +402,7 @@ fn waterfall_svg(name: &str, r: &vht_fit::FitResult) -> String {
     svg.finish()
 }
 
-fn write_profiles(out: &Path, objective: &vht_fit::Objective, profiles: &[vht_fit::Profile]) -> Result<()> {
+pub(crate) fn write_profiles(out: &Path, objective: &vht_fit::Objective, profiles: &[vht_fit::Profile]) -> Result<()> {
     let mut table = String::from("parameterId\tscale\testimate_scaled\tlower_scaled\tupper_scaled\tlower\tupper\n");
     let estimated = objective.estimated();
     for p in profiles {

@@ -2,6 +2,7 @@
 
 mod fhir;
 mod fit;
+mod fit_profile;
 mod parquet_out;
 mod serve;
 mod trial;
