@@ -406,7 +406,7 @@ impl<'s> Run<'s> {
             let mut sw = vec![0.0; sim.switches.conds.len()];
             let mut sw_prev = sw.clone();
             self.switch_conds(t0, &x_start, &mut sw_prev);
-            let mut switch_at = self.switch_times();
+            let mut switch_at = self.switch_times(t0);
 
             while next_out < times.len() {
                 if let Some(deadline) = tc.deadline {
@@ -521,7 +521,7 @@ impl<'s> Run<'s> {
                     it.restart(te, &x);
                     stop_at = None;
                     self.switch_conds(te, &x, &mut sw_prev);
-                    switch_at = self.switch_times();
+                    switch_at = self.switch_times(te);
                     while next_out < times.len() && times[next_out] <= te + eps(te) {
                         emit(times[next_out], &y, next_out, &mut values);
                         next_out += 1;
@@ -553,7 +553,9 @@ impl<'s> Run<'s> {
         let p = self.p.borrow();
         self.sim.triggers.eval(t, &y, &p, trig, self);
         self.sim.switches.conds.eval(t, &y, &p, sw, self);
-        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before) || sw != sw_prev
+        // NaN-aware: a step function of a NaN must not look like a change at every step.
+        let moved = sw.iter().zip(sw_prev).any(|(a, b)| a != b && !(a.is_nan() && b.is_nan()));
+        trig.iter().zip(&queue.prev).any(|(&now, &before)| (now != 0.0) != before) || moved
     }
 
     /// The state switches' conditions at `(t, x)`.
@@ -566,51 +568,87 @@ impl<'s> Run<'s> {
         self.sim.switches.conds.eval(t, &y, &self.p.borrow(), sw, self);
     }
 
-    /// The instants where the time switches change, from the current
-    /// parameters: each `g(t) = lhs - rhs` is affine in `t`, so two
-    /// evaluations give its zero; the instant kept is the first number where
-    /// the condition has changed (a few round-offs from the zero), so that
-    /// the integrator restarts with the rate of the new side. A switch with
-    /// no zero (slope 0) never changes.
-    fn switch_times(&self) -> Vec<f64> {
-        let f = &self.sim.switches.times;
-        let n = self.sim.switches.n_times;
-        if n == 0 {
+    /// The instants after `now` where the time switches change, from the
+    /// current parameters. Each step function's argument is affine in `t`,
+    /// and its next integer gives the step's next jump. Each relation's
+    /// `g(t) = lhs - rhs` is affine in `t` until the next jump (after which
+    /// this is computed again), so two evaluations give its zero. The instant
+    /// kept is the first number where the value has changed (a few round-offs
+    /// from the computed one), so that the integrator restarts with the rate
+    /// of the new side. A switch with slope 0 never changes.
+    fn switch_times(&self, now: f64) -> Vec<f64> {
+        let sw = &self.sim.switches;
+        let (n, m) = (sw.n_times, sw.n_steps);
+        if n + m == 0 {
             return Vec::new();
         }
+        let f = &sw.times;
+        let len = 2 * (n + m);
         // Time switches read no state: any y will do.
         let y = vec![0.0; self.sim.n_y()];
         let p = self.p.borrow();
-        let (mut g0, mut g1, mut g) = (vec![0.0; 2 * n], vec![0.0; 2 * n], vec![0.0; 2 * n]);
-        f.eval(0.0, &y, &p, &mut g0, self);
-        f.eval(1.0, &y, &p, &mut g1, self);
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let slope = g1[i] - g0[i];
-            let mut ts = -g0[i] / slope;
-            if slope == 0.0 || !ts.is_finite() {
-                continue;
-            }
-            f.eval(ts, &y, &p, &mut g, self);
-            ts -= g[i] / slope;
-            if !ts.is_finite() {
-                continue;
-            }
-            // The condition well before the zero, then the first number from
-            // a few round-offs below the zero where it differs.
-            f.eval(ts - 1e-9 * ts.abs().max(1.0), &y, &p, &mut g, self);
-            let before = g[n + i];
+        let eval_at = |t: f64, out: &mut [f64]| f.eval(t, &y, &p, out, self);
+        let mut h = vec![0.0; len];
+        // The first number from a few round-offs below `ts` where output `k`
+        // differs from `before`.
+        let mut first_change = |ts: f64, k: usize, before: f64| -> Option<f64> {
             let mut t = ts.next_down().next_down().next_down().next_down();
-            let mut flip = None;
             for _ in 0..64 {
-                f.eval(t, &y, &p, &mut g, self);
-                if g[n + i] != before {
-                    flip = Some(t);
-                    break;
+                eval_at(t, &mut h);
+                if h[k] != before && !(h[k].is_nan() && before.is_nan()) {
+                    return Some(t);
                 }
                 t = t.next_up();
             }
-            out.push(flip.unwrap_or(ts));
+            None
+        };
+        let mut g0 = vec![0.0; len];
+        let mut g1 = vec![0.0; len];
+        eval_at(now, &mut g0);
+        eval_at(now + 1.0, &mut g1);
+        let mut out = Vec::with_capacity(n + m);
+        for j in 0..m {
+            let (ka, kv) = (2 * n + j, 2 * n + m + j);
+            let slope = g1[ka] - g0[ka];
+            let a = g0[ka];
+            if slope == 0.0 || !slope.is_finite() || !a.is_finite() {
+                continue;
+            }
+            // The next integer the argument reaches; when it is on one
+            // already, `ceil` (or `floor` going down) jumps right after `now`.
+            let next = if slope > 0.0 { [a.floor() + 1.0, a] } else { [a.ceil() - 1.0, a] };
+            let mut best: Option<f64> = None;
+            for k in next {
+                if k != k.round() {
+                    continue;
+                }
+                let ts = now + (k - a) / slope;
+                if let Some(t) = first_change(ts.max(now.next_up()), kv, g0[kv]) {
+                    if t > now {
+                        best = Some(best.map_or(t, |b: f64| b.min(t)));
+                    }
+                }
+            }
+            out.extend(best);
+        }
+        // The relations are affine up to the next jump of a step function.
+        let jump = out.iter().copied().fold(f64::INFINITY, f64::min);
+        let t1 = if jump.is_finite() { now + 0.5 * (jump - now) } else { now + 1.0 };
+        if t1 != now + 1.0 {
+            eval_at(t1, &mut g1);
+        }
+        for i in 0..n {
+            let slope = (g1[i] - g0[i]) / (t1 - now);
+            let mut ts = now - g0[i] / slope;
+            if slope == 0.0 || !ts.is_finite() || ts <= now || ts >= jump {
+                continue;
+            }
+            eval_at(ts, &mut g1);
+            ts -= g1[i] / slope;
+            if !ts.is_finite() || ts <= now {
+                continue;
+            }
+            out.push(first_change(ts, n + i, g0[n + i]).unwrap_or(ts));
         }
         out
     }

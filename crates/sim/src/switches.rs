@@ -19,6 +19,12 @@
 //!   triggers, and the first change inside a step is located on the dense
 //!   output (see `run.rs`).
 //!
+//! The step functions `floor`, `ceil` and `quotient` (and `rem`, through the
+//! quotient it subtracts) switch where their argument crosses an integer:
+//! with an argument affine in time alone, the next crossing is a stop time
+//! (recomputed at each restart); otherwise they are watched like state
+//! switches, by their value.
+//!
 //! A condition on parameters alone changes only at events, where the
 //! integrator restarts anyway: it is neither. Equalities (`==`, `!=`) switch
 //! on a set of measure zero and are left out.
@@ -27,11 +33,15 @@ use vht_codegen::{compile_exprs, CodegenError, Function, Layout, Options};
 use vht_ir::{BinOp, Expr, Model, NaryOp, SymbolKind, UnOp};
 
 pub(crate) struct Switches {
-    /// The time switches (they read no state): first `lhs - rhs` of each,
-    /// affine in `t`, then each condition as a boolean.
+    /// The time switches (they read no state): `lhs - rhs` of each relation
+    /// (affine in `t`), each relation as a boolean, then the argument of each
+    /// step function (affine in `t`) and its value.
     pub times: Function,
+    /// Relations among the time switches.
     pub n_times: usize,
-    /// Each state switch's condition, as a boolean.
+    /// Step functions among the time switches.
+    pub n_steps: usize,
+    /// Each state switch's condition, as a boolean, and each step function's value.
     pub conds: Function,
 }
 
@@ -69,8 +79,9 @@ impl Switches {
             k += 1;
         }
         let mut relations = Vec::new();
+        let mut steps = Vec::new();
         for e in roots {
-            collect_relations(e, &mut relations);
+            collect(e, &mut relations, &mut steps);
         }
         let mut times = Vec::new();
         let mut time_conds = Vec::new();
@@ -93,39 +104,67 @@ impl Switches {
                 }
             }
         }
+        let mut step_args = Vec::new();
+        let mut step_values = Vec::new();
+        for e in steps {
+            let v = expr_varies(&e, &varies);
+            if !v.time && !v.state {
+                continue;
+            }
+            let arg = match &e {
+                Expr::Un(_, a) => (**a).clone(),
+                Expr::Bin(BinOp::Quotient, a, b) => Expr::bin(BinOp::Div, (**a).clone(), (**b).clone()),
+                _ => continue,
+            };
+            if !v.state && affine_in_time(&arg, &varies) {
+                if !step_values.contains(&e) {
+                    step_args.push(arg);
+                    step_values.push(e);
+                }
+            } else if !conds.contains(&e) {
+                conds.push(e);
+            }
+        }
         let n_times = times.len();
+        let n_steps = step_args.len();
         times.extend(time_conds);
+        times.extend(step_args);
+        times.extend(step_values);
         Ok(Switches {
             times: compile_exprs(model, layout, &times, options)?,
             n_times,
+            n_steps,
             conds: compile_exprs(model, layout, &conds, options)?,
         })
     }
 }
 
-/// The order relations (`<`, `<=`, `>`, `>=`) anywhere in `e`, outside the
-/// delayed argument of `delay` (read in the past, it switches at other times).
-fn collect_relations<'e>(e: &'e Expr, out: &mut Vec<(BinOp, &'e Expr, &'e Expr)>) {
+/// The order relations (`<`, `<=`, `>`, `>=`) anywhere in `e`, and the
+/// step functions, outside the delayed argument of `delay` (read in the past,
+/// it switches at other times).
+fn collect<'e>(e: &'e Expr, rel: &mut Vec<(BinOp, &'e Expr, &'e Expr)>, steps: &mut Vec<Expr>) {
     match e {
-        Expr::Bin(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge), a, b) => {
-            out.push((*op, a, b));
-            collect_relations(a, out);
-            collect_relations(b, out);
-        }
+        Expr::Bin(op @ (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge), a, b) => rel.push((*op, a, b)),
+        Expr::Un(UnOp::Floor | UnOp::Ceil, _) | Expr::Bin(BinOp::Quotient, ..) => steps.push(e.clone()),
+        // `rem(a, b) = a - b * quotient(a, b)` jumps where the quotient does.
+        Expr::Bin(BinOp::Rem, a, b) => steps.push(Expr::bin(BinOp::Quotient, (**a).clone(), (**b).clone())),
+        _ => {}
+    }
+    match e {
         Expr::Num(_) | Expr::Sym(_) | Expr::Time => {}
-        Expr::Un(_, a) => collect_relations(a, out),
+        Expr::Un(_, a) => collect(a, rel, steps),
         Expr::Bin(_, a, b) => {
-            collect_relations(a, out);
-            collect_relations(b, out);
+            collect(a, rel, steps);
+            collect(b, rel, steps);
         }
-        Expr::Delay(_, tau) => collect_relations(tau, out),
-        Expr::Nary(_, args) => args.iter().for_each(|a| collect_relations(a, out)),
+        Expr::Delay(_, tau) => collect(tau, rel, steps),
+        Expr::Nary(_, args) => args.iter().for_each(|a| collect(a, rel, steps)),
         Expr::Piecewise(pieces, otherwise) => {
             for (v, c) in pieces {
-                collect_relations(v, out);
-                collect_relations(c, out);
+                collect(v, rel, steps);
+                collect(c, rel, steps);
             }
-            collect_relations(otherwise, out);
+            collect(otherwise, rel, steps);
         }
     }
 }
@@ -169,24 +208,47 @@ fn expr_varies(e: &Expr, v: &[Varies]) -> Varies {
     out
 }
 
-/// Whether `e` is `a * t + b` with `a` and `b` constant between events.
+/// Whether `e` is `a * t + b` with `a` and `b` constant between events and
+/// between the jumps of the step functions of time it contains (which are
+/// stop times themselves): `t - 24 * floor(t / 24)`, `rem(t, 24)` qualify.
 fn affine_in_time(e: &Expr, v: &[Varies]) -> bool {
-    let constant = |x: &Expr| {
-        let w = expr_varies(x, v);
-        !w.time && !w.state
-    };
-    if constant(e) {
+    if locally_constant(e, v) {
         return true;
     }
     match e {
         Expr::Time => true,
         Expr::Un(UnOp::Neg, a) => affine_in_time(a, v),
         Expr::Bin(BinOp::Sub, a, b) => affine_in_time(a, v) && affine_in_time(b, v),
-        Expr::Bin(BinOp::Div, a, b) => affine_in_time(a, v) && constant(b),
+        Expr::Bin(BinOp::Div | BinOp::Rem, a, b) => affine_in_time(a, v) && locally_constant(b, v),
         Expr::Nary(NaryOp::Add, args) => args.iter().all(|a| affine_in_time(a, v)),
         Expr::Nary(NaryOp::Mul, args) => {
-            args.iter().filter(|a| !constant(a)).count() <= 1 && args.iter().all(|a| affine_in_time(a, v))
+            args.iter().filter(|a| !locally_constant(a, v)).count() <= 1 && args.iter().all(|a| affine_in_time(a, v))
         }
         _ => false,
+    }
+}
+
+/// Whether `e` is constant between events and between the jumps of the step
+/// functions of time it contains.
+fn locally_constant(e: &Expr, v: &[Varies]) -> bool {
+    let w = expr_varies(e, v);
+    if w.state {
+        return false;
+    }
+    if !w.time {
+        return true;
+    }
+    match e {
+        Expr::Un(UnOp::Floor | UnOp::Ceil, a) => affine_in_time(a, v),
+        Expr::Bin(BinOp::Quotient, a, b) => affine_in_time(a, v) && locally_constant(b, v),
+        Expr::Num(_) => true,
+        Expr::Sym(_) | Expr::Time | Expr::Delay(..) => false,
+        Expr::Un(_, a) => locally_constant(a, v),
+        Expr::Bin(_, a, b) => locally_constant(a, v) && locally_constant(b, v),
+        Expr::Nary(_, args) => args.iter().all(|a| locally_constant(a, v)),
+        Expr::Piecewise(pieces, otherwise) => {
+            pieces.iter().all(|(x, c)| locally_constant(x, v) && locally_constant(c, v))
+                && locally_constant(otherwise, v)
+        }
     }
 }

@@ -159,3 +159,37 @@ fn a_switch_on_the_state_is_located_on_the_dense_output() {
     let err = worst_error(m, &[], 4.0, 401, exact);
     assert!(err < 1e-9, "worst error {err:e}");
 }
+
+/// A pulse train: dx/dt = 100 - x/2 while `rem(t, 1) < 0.01`, else -x/2. The
+/// relation alone flips twice within one of the integrator's long steps and
+/// so looks unchanged at the step's ends; `rem` jumps with `quotient(t, 1)`,
+/// which is watched too, so every period restarts at its pulse.
+#[test]
+fn a_pulse_train_through_rem_matches_the_exact_solution() {
+    let mut m = Model::default();
+    let x = state(&mut m, "x", 0.0);
+    let phase = Expr::bin(BinOp::Rem, Expr::Time, num(1.0));
+    let during = Expr::bin(BinOp::Lt, phase, num(0.01));
+    let rate = Expr::Piecewise(vec![(num(100.0), during)], Box::new(num(0.0))) - num(0.5) * sym(x);
+    set_rate(&mut m, x, rate);
+    // Period by period: rise for 0.01, then decay for 0.99.
+    let exact = |t: f64| {
+        let mut x0 = 0.0;
+        let mut start = 0.0;
+        loop {
+            let on = t - start;
+            let rise = |x0: f64, s: f64| 200.0 + (x0 - 200.0) * (-0.5 * s).exp();
+            if on < 0.01 {
+                return rise(x0, on);
+            }
+            let x_off = rise(x0, 0.01);
+            if on < 1.0 {
+                return x_off * (-0.5 * (on - 0.01)).exp();
+            }
+            x0 = x_off * (-0.5 * 0.99f64).exp();
+            start += 1.0;
+        }
+    };
+    let err = worst_error(m, &[], 4.0, 401, exact);
+    assert!(err < 1e-9, "worst error {err:e}");
+}
