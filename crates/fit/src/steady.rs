@@ -176,7 +176,9 @@ pub(crate) fn newton(sim: &Simulator, t: f64, x0: &[f64], p: &[f64], ss: &Steady
             break;
         }
     }
-    if !converged || !(norm < 1.0) {
+    // (NaN fails this too.)
+    let small = norm < 1.0;
+    if !converged || !small {
         return None;
     }
     // Near the simulated point, and no sign change of a state that was not negative.

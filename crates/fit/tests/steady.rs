@@ -37,7 +37,7 @@ fn newton_polishes_steady_states_within_the_conserved_moiety() {
         let a = match (m.time, m.preequilibration.is_some()) {
             (t, true) if t.is_infinite() => stimulated,
             (t, false) if t.is_infinite() => basal,
-            (t, true) if t == 0.0 => basal,
+            (0.0, true) => basal,
             _ => continue,
         };
         let want = if m.observable == "obs_A" { a } else { scale * k3 * a / k4 };
