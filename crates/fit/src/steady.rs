@@ -191,9 +191,17 @@ pub(crate) fn newton(sim: &Simulator, t: f64, x0: &[f64], p: &[f64], ss: &Steady
     let jac = jac_at(&x, &mut jv);
     let reduced = range.transpose() * &jac * &range;
     // A stable steady state: the simulation would not have come to rest at an unstable one.
-    let smax = reduced.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if reduced.nrows() > 0 && reduced.clone().complex_eigenvalues().iter().any(|e| e.re > 1e-10 * smax) {
+    // (A bounded Schur decomposition: nalgebra's `complex_eigenvalues`
+    // iterates without limit and unwraps.)
+    if !reduced.iter().all(|v| v.is_finite()) {
         return None;
+    }
+    let smax = reduced.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if reduced.nrows() > 0 {
+        let schur = nalgebra::Schur::try_new(reduced.clone(), f64::EPSILON, 10_000)?;
+        if schur.complex_eigenvalues().iter().any(|e| e.re > 1e-10 * smax) {
+            return None;
+        }
     }
     let reduced = reduced.lu();
     if !reduced.is_invertible() {
