@@ -194,11 +194,12 @@ fn print_stats(
     if show {
         let s = traj.stats;
         eprintln!(
-            "load+compile {:.3} ms, simulate {:.3} ms; steps {}, rhs {}, jacobian-vector {}, LU {}, error-test failures {}, newton failures {}",
+            "load+compile {:.3} ms, simulate {:.3} ms; steps {}, rhs {}, jacobian {}, jacobian-vector {}, LU {}, error-test failures {}, newton failures {}",
             load_time.as_secs_f64() * 1e3,
             sim_time.as_secs_f64() * 1e3,
             s.steps,
             s.rhs_evals,
+            s.jac_evals,
             s.jac_mul_evals,
             s.lu_factorisations,
             s.error_test_failures,
