@@ -602,8 +602,7 @@ impl<'s> Run<'s> {
             }
             None
         };
-        let mut g0 = vec![0.0; len];
-        let mut g1 = vec![0.0; len];
+        let (mut g0, mut g1, mut g) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
         eval_at(now, &mut g0);
         eval_at(now + 1.0, &mut g1);
         let mut out = Vec::with_capacity(n + m);
@@ -643,8 +642,8 @@ impl<'s> Run<'s> {
             if slope == 0.0 || !ts.is_finite() || ts <= now || ts >= jump {
                 continue;
             }
-            eval_at(ts, &mut g1);
-            ts -= g1[i] / slope;
+            eval_at(ts, &mut g);
+            ts -= g[i] / slope;
             if !ts.is_finite() || ts <= now {
                 continue;
             }

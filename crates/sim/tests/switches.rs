@@ -193,3 +193,35 @@ fn a_pulse_train_through_rem_matches_the_exact_solution() {
     let err = worst_error(m, &[], 4.0, 401, exact);
     assert!(err < 1e-9, "worst error {err:e}");
 }
+
+/// Switches that lie beyond the end (as in Chen 2009's stimuli at t = 1800
+/// and 1799.99, simulated to 1000) change nothing: the run takes the same
+/// steps as the model without them. (Each relation's zero must come from its
+/// own two values: mixing another relation's values placed spurious stops
+/// every 2 time units, 14x the steps.)
+#[test]
+fn switches_beyond_the_end_cost_nothing() {
+    let run = |with_switches: bool| {
+        let mut m = Model::default();
+        let k = m.add("k", Role::Parameter, SymbolKind::Parameter, num(1.0));
+        let x = state(&mut m, "x", 1.0);
+        // A condition on a parameter is not a switch; it keeps both models
+        // equally non-smooth for the integrator's start.
+        let constant = Expr::bin(BinOp::Lt, sym(k), num(5.0));
+        let mut rate = -(num(0.01) * sym(x)) * Expr::Piecewise(vec![(num(1.0), constant)], Box::new(num(2.0)));
+        if with_switches {
+            for at in [1800.0, 1799.99, 2660.0] {
+                let later = Expr::bin(BinOp::Lt, Expr::Time - num(at), num(0.0));
+                rate = rate * Expr::Piecewise(vec![(num(1.0), later)], Box::new(num(2.0)));
+            }
+        }
+        set_rate(&mut m, x, rate);
+        let cols = vec![Column { name: "x".into(), expr: sym(x) }];
+        let sim = Simulator::new(m, &Options::default()).unwrap();
+        let tc = TimeCourse { end: 1000.0, points: 101, rtol: 1e-8, atol: 1e-12, ..TimeCourse::default() };
+        simulate(&sim, &tc, &sim.outputs(&cols).unwrap(), &[]).unwrap()
+    };
+    let (plain, switched) = (run(false), run(true));
+    assert_eq!(plain.stats.steps, switched.stats.steps, "{:?} vs {:?}", plain.stats, switched.stats);
+    assert_eq!(plain.values, switched.values);
+}
