@@ -15,6 +15,11 @@
 //!   at a root the triggers are re-evaluated and events are scheduled,
 //!   cancelled and executed (by priority, then at random with the run's seed)
 //!   exactly as SBML Level 3 section 4.12 prescribes;
+//! - the vector field's own discontinuities (`piecewise` conditions and
+//!   comparisons in rates and rules, `floor`/`ceil`/`rem`/`quotient`) restart
+//!   the integrator where they switch, as an event without assignments: those
+//!   of time alone at stop times computed from the parameters, the others
+//!   found like trigger changes (see `switches.rs`);
 //! - `delay(x, tau)` reads a history of the solution (cubic Hermite);
 //! - outputs are interpolated from the integrator's dense output, not by
 //!   stopping at every output time. An output time that coincides with an
