@@ -247,6 +247,8 @@ pub fn create(
         objective.evaluate_with_gradient(&objective.scaled_nominal()),
         Err(vht_fit::FitError::Sensitivities { .. })
     );
+    // Other local optima of the multistart, for the sampler (see `modes`).
+    let mut others: Vec<(Vec<f64>, f64)> = Vec::new();
     let (x_best, fval, hessian, mut summary) = if gradients {
         let fo = vht_fit::FitOptions {
             starts: options.starts,
@@ -281,6 +283,12 @@ pub fn create(
             objective: fval,
             seconds: result.seconds,
         };
+        others = result
+            .starts
+            .iter()
+            .filter(|s| !matches!(s.status, vht_fit::StartStatus::Failed(_)) && s.fval.is_finite())
+            .map(|s| (s.x.clone(), s.fval))
+            .collect();
         (best.x, fval, hessian, summary)
     } else {
         let t0 = std::time::Instant::now();
@@ -329,7 +337,10 @@ pub fn create(
         })
         .collect();
     let posterior = match &options.posterior {
-        Some(o) => Some(posterior::sample(&objective, &x_best, &cov, o)?),
+        Some(o) => {
+            let best = posterior::Mode { x: x_best.clone(), covariance: cov.clone(), objective: fval };
+            Some(posterior::sample(&objective, &modes(&objective, best, &others)?, o)?)
+        }
         None => None,
     };
     let twin = Twin {
@@ -361,6 +372,51 @@ pub fn create(
     };
     write_json(&out.join("twin.json"), &twin)?;
     Ok(twin)
+}
+
+/// The posterior mass of a mode `MODE_DEPTH` above the best one is at most
+/// about e^-10 ≈ 5e-5 of the best's (unless it is far wider), too little to
+/// change a 95% band; deeper optima are left out.
+const MODE_DEPTH: f64 = 10.0;
+/// At most this many modes (the best included) go to the sampler.
+const MAX_MODES: usize = 4;
+
+/// The distinct local optima among the multistart's ends, best first: an end
+/// within `MODE_DEPTH` of the best objective that lies more than 3 standard
+/// deviations (Mahalanobis distance under each kept mode's covariance) from
+/// every mode kept so far. Each gets its own Gauss-Newton covariance.
+fn modes(
+    objective: &vht_fit::Objective,
+    best: posterior::Mode,
+    ends: &[(Vec<f64>, f64)],
+) -> Result<Vec<posterior::Mode>, TwinError> {
+    let mut ends: Vec<&(Vec<f64>, f64)> = ends.iter().filter(|e| e.1 - best.objective <= MODE_DEPTH).collect();
+    ends.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut kept = vec![best];
+    for (x, _) in ends {
+        if kept.len() >= MAX_MODES {
+            break;
+        }
+        let far = |m: &posterior::Mode| {
+            let n = x.len();
+            let c = nalgebra::DMatrix::from_fn(n, n, |a, b| m.covariance[a][b]);
+            let dx = nalgebra::DVector::from_fn(n, |a, _| x[a] - m.x[a]);
+            match c.try_inverse() {
+                Some(p) => (dx.transpose() * p * &dx)[(0, 0)] > 9.0,
+                None => true,
+            }
+        };
+        if !kept.iter().all(far) {
+            continue;
+        }
+        // A start may end on a bound or short of an optimum; its Hessian is
+        // still the local curvature the proposals need.
+        let Ok((f, _, h)) = objective.evaluate_with_gradient(x) else { continue };
+        if f.is_finite() {
+            kept.push(posterior::Mode { x: x.clone(), covariance: covariance(&h), objective: f });
+        }
+    }
+    Ok(kept)
 }
 
 fn now() -> String {
