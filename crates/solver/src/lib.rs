@@ -305,11 +305,13 @@ impl KluLike<'_> {
 const NEWTON_FAILS_PER_STEP: usize = 10;
 
 /// Above this many states the Jacobian is stored sparse and factorised by
-/// our KLU-style sparse LU; below, nalgebra's dense LU is faster (measured:
-/// sparse is 7% slower on Bachmann 2011's 25 states, 10% faster on
-/// Lucarelli 2018's 33, 30-60% slower on 6-15 states, where the per-run
-/// sparsity detection and ordering dominate).
-pub const SPARSE_FROM: usize = 30;
+/// our KLU-style sparse LU; below, nalgebra's dense LU is faster. Measured
+/// with the pattern analysed once per model (`JacobianStructure`), CPU time
+/// of one simulation, interleaved runs: sparse 15% faster on Bachmann 2011's
+/// 25 states (0.45 -> 0.385 ms), 15-35% slower on Zheng 2012's 15 and 5% on
+/// Elowitz 2000's 8. (With the per-run sparsity detection and ordering of
+/// the product path the crossover was near 30.)
+pub const SPARSE_FROM: usize = 20;
 
 /// The body of [`integrate`] for one matrix type and linear solver: a macro
 /// because diffsol's generic bounds for "any matrix" are long and churn
