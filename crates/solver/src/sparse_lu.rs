@@ -587,7 +587,7 @@ impl SparseLu {
 /// Dense LU with partial pivoting of the column-major `m × m` matrix `a`,
 /// in place (unit L below the diagonal, U on and above it). False if a
 /// column has no nonzero finite pivot.
-fn dense_lu(m: usize, a: &mut [f64], piv: &mut [usize]) -> bool {
+pub(crate) fn dense_lu(m: usize, a: &mut [f64], piv: &mut [usize]) -> bool {
     for c in 0..m {
         let col = &a[c * m..(c + 1) * m];
         let (mut r, mut amax) = (c, -1.0f64);
@@ -624,7 +624,7 @@ fn dense_lu(m: usize, a: &mut [f64], piv: &mut [usize]) -> bool {
 }
 
 /// Solves `S x = b` in place with [`dense_lu`]'s factors.
-fn dense_solve(m: usize, a: &[f64], piv: &[usize], inv: &[f64], b: &mut [f64]) {
+pub(crate) fn dense_solve(m: usize, a: &[f64], piv: &[usize], inv: &[f64], b: &mut [f64]) {
     for (c, &r) in piv.iter().enumerate() {
         b.swap(c, r);
     }
@@ -650,7 +650,7 @@ fn dense_solve(m: usize, a: &[f64], piv: &[usize], inv: &[f64], b: &mut [f64]) {
 
 /// Solves `Sᵀ x = b` in place with [`dense_lu`]'s factors (`P S = L U`, so
 /// `Sᵀ = Uᵀ Lᵀ P`).
-fn dense_solve_transpose(m: usize, a: &[f64], piv: &[usize], b: &mut [f64]) {
+pub(crate) fn dense_solve_transpose(m: usize, a: &[f64], piv: &[usize], b: &mut [f64]) {
     for c in 0..m {
         let col = &a[c * m..c * m + c + 1];
         let s: f64 = col[..c].iter().zip(&b[..c]).map(|(u, x)| u * x).sum();
