@@ -1,7 +1,7 @@
 //! A model compiled once, with what every run needs precomputed.
 
 use vht_codegen::{compile, compile_exprs, CodegenError, CompiledModel, Function, Options, Slot};
-use vht_ir::{BinOp, Expr, Model, OrderError, Sym, SymbolKind};
+use vht_ir::{BinOp, Expr, Model, OrderError, Sym, SymbolKind, UnOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -40,7 +40,8 @@ pub struct Simulator {
     /// through their solve, by finite differences) or no ODE states.
     pub(crate) jac_structure: Option<vht_solver::JacobianStructure>,
     pub(crate) has_delays: bool,
-    /// No events, delays or switches (`piecewise`, comparisons as values):
+    /// No events, delays or switches (`piecewise`, comparisons as values,
+    /// `floor`, `ceil`, `rem`, `quotient`):
     /// the integrator's steps need only follow its error estimate, so it may
     /// grow them quickly at the start (`vht_solver::Options::fast_start`).
     pub(crate) smooth: bool,
@@ -109,7 +110,18 @@ impl Simulator {
                 found |= matches!(
                     x,
                     Expr::Piecewise(..)
-                        | Expr::Bin(BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Neq, ..)
+                        | Expr::Un(UnOp::Floor | UnOp::Ceil, _)
+                        | Expr::Bin(
+                            BinOp::Lt
+                                | BinOp::Le
+                                | BinOp::Gt
+                                | BinOp::Ge
+                                | BinOp::Eq
+                                | BinOp::Neq
+                                | BinOp::Rem
+                                | BinOp::Quotient,
+                            ..
+                        )
                 )
             });
             found
