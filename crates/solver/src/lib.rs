@@ -726,6 +726,41 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_start_reaches_the_time_scale_in_fewer_steps_and_only_without_roots() {
+        // The chain from one species at 1 and the rest at 0, with atol 1e-12:
+        // the first step is tiny, and the solution then decays over t ~ 40.
+        let sys = Chain { structure: Some(JacobianStructure::new(CHAIN, &chain_entries()).unwrap()) };
+        let y0: Vec<f64> = (0..CHAIN).map(|i| if i == 1 { 1.0 } else { 0.0 }).collect();
+        let run = |fast_start: bool, sys: &dyn Fn(&Options) -> (Vec<f64>, Stats)| {
+            sys(&Options { rtol: 1e-6, atol: 1e-12, fast_start, ..Options::default() })
+        };
+        let chain = |o: &Options| {
+            integrate(&sys, 0.0, &y0, o, |it| {
+                it.set_stop_time(100.0).unwrap();
+                while !matches!(it.step().unwrap(), StepOutcome::Stop { .. }) {}
+                (it.y().to_vec(), it.stats())
+            })
+            .unwrap()
+        };
+        let (y_slow, slow) = run(false, &chain);
+        let (y_fast, fast) = run(true, &chain);
+        assert!(fast.steps < slow.steps && fast.lu_factorisations < slow.lu_factorisations, "{fast:?} vs {slow:?}");
+        for (a, b) in y_fast.iter().zip(&y_slow) {
+            assert!((a - b).abs() < 1e-6 * a.abs().max(1e-6), "{a} vs {b}");
+        }
+        // With root functions (events), the option is ignored.
+        let osc = |o: &Options| {
+            integrate(&Oscillator, 0.0, &[1.0, 0.0], o, |it| {
+                it.set_stop_time(3.0).unwrap();
+                while !matches!(it.step().unwrap(), StepOutcome::Stop { .. }) {}
+                (it.y().to_vec(), it.stats())
+            })
+            .unwrap()
+        };
+        assert_eq!(run(true, &osc), run(false, &osc));
+    }
+
+    #[test]
     fn a_pattern_entry_outside_the_system_is_an_error() {
         let err = JacobianStructure::new(3, &[(0, 0), (1, 3)]).unwrap_err();
         assert_eq!(err, SolveError::Pattern { row: 1, col: 3, n: 3 });
