@@ -3,15 +3,16 @@
 //! made into a twin (4 starts, the default MCMC posterior), each asked to
 //! predict its held-back lunch (20 measurements: 13 glucose, 7 insulin).
 //!
-//! Why 0.90 for the mean coverage of nominal 95% bands: the points of one
+//! Why 0.91 for the mean coverage of nominal 95% bands: the points of one
 //! patient are not independent (they share that patient's parameter error),
 //! so the binomial SE over 400 points (1.1%) understates the spread. Measured
 //! over patients 1 to 100 with examples/calibration.rs (release, same
-//! settings): mean 93.8%, between-patient SD 6.2 points of 100, so the SE of
-//! a 20-patient mean is 1.4%; 0.90 is 2.7 SE under the measured mean. The
-//! shortfall from 95% is the frequentist coverage of a Bayesian band at this
-//! one truth: with the truth drawn from the prior instead, the same bands
-//! cover 94.85% (1897 of 2000 held-back points, 100 patients).
+//! settings): mean 94.7%, between-patient SD 6 points of 100, so the SE of a
+//! 20-patient mean is 1.3%; 0.91 is 2.9 SE under the measured mean (these
+//! 20 give 92.8%). Before the bands drew 20 noise values per posterior draw
+//! the same 100 patients gave 93.8%, and with the random-walk sampler alone
+//! 93.3%. With the truth drawn from the twin's own prior instead of fixed,
+//! the bands cover 94.8% (1895 of 2000 held-back points, 100 patients).
 
 use std::path::{Path, PathBuf};
 
@@ -76,7 +77,7 @@ fn held_back_coverage_over_twenty_synthetic_patients() {
     let coverage = inside as f64 / total as f64;
     let oracle = oracle as f64 / total as f64;
     println!("mean coverage {inside} of {total} ({:.1}%), oracle {:.1}%", 100.0 * coverage, 100.0 * oracle);
-    assert!(coverage >= 0.90, "mean coverage {coverage:.3} of the 95% bands over 20 patients");
+    assert!(coverage >= 0.91, "mean coverage {coverage:.3} of the 95% bands over 20 patients");
     // The oracle's points are independent: binomial SE over 400 points is 1.1%.
     assert!((oracle - 0.95).abs() <= 0.033, "oracle coverage {oracle:.3}: the generator's noise is not the map's");
 }
