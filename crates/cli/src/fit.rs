@@ -18,10 +18,10 @@ pub struct FitArgs {
     /// and print each condition's contribution; the last line is the objective.
     #[arg(long)]
     evaluate: bool,
-    #[arg(long, default_value_t = 1e-8)]
-    rtol: f64,
-    #[arg(long, default_value_t = 1e-12)]
-    atol: f64,
+    #[command(flatten)]
+    integration: Integration,
+    #[command(flatten)]
+    multistart: Multistart,
     /// Parameter-table values to use instead of the nominal ones (linear scale),
     /// e.g. `--set k1=0.5,sigma=2`.
     #[arg(long, value_delimiter = ',', value_name = "ID=VALUE")]
@@ -30,22 +30,6 @@ pub struct FitArgs {
     /// (the measurement table's keys with a `simulation` column, plus `sigma` and `nllh`).
     #[arg(long, value_name = "FILE.tsv")]
     simulations: Option<PathBuf>,
-    /// Number of multistart local optimisations (Latin hypercube in the scaled bounds);
-    /// 0 means one local optimisation from the nominal values.
-    #[arg(long, default_value_t = 20)]
-    starts: usize,
-    /// Local optimiser: fides (trust region on the Gauss-Newton Hessian) or lbfgsb.
-    #[arg(long, default_value = "fides", value_parser = ["fides", "lbfgsb"])]
-    optimizer: String,
-    /// Seed of the starting points (and of the prediction-band draws).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Iteration limit of each local optimisation.
-    #[arg(long, default_value_t = 1000)]
-    max_iterations: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Output folder (default: fit-<problem file stem>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -53,19 +37,84 @@ pub struct FitArgs {
     /// write their profiles, confidence intervals and plots.
     #[arg(long, value_delimiter = ',', value_name = "ID,ID")]
     profile: Vec<String>,
-    /// Integrator step limit of each simulation while fitting (AMICI's
-    /// default): parameters where a simulation needs more are treated as
-    /// failed points (the step is rejected), not waited for.
-    #[arg(long, default_value_t = 10_000)]
-    max_steps: usize,
     /// After fitting, draw this many parameter vectors from the Laplace
     /// approximation at the best fit and write 95% prediction bands of every
     /// measured observable at its measurement times (bands.tsv).
     #[arg(long, default_value_t = 0)]
     bands: usize,
+}
+
+/// Integration settings, shared by `vht fit` and `vht fit profile`.
+#[derive(clap::Args)]
+pub(crate) struct Integration {
+    #[arg(long, default_value_t = 1e-8)]
+    pub(crate) rtol: f64,
+    #[arg(long, default_value_t = 1e-12)]
+    pub(crate) atol: f64,
+    /// Integrator step limit of each simulation while fitting (AMICI's
+    /// default): parameters where a simulation needs more are treated as
+    /// failed points (the step is rejected), not waited for.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) max_steps: usize,
+}
+
+impl Integration {
+    pub(crate) fn check(&self) -> Result<()> {
+        if !(self.rtol > 0.0 && self.atol > 0.0) {
+            bail!("--rtol and --atol must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Multistart settings, shared by `vht fit` and `vht fit profile` (which
+/// uses them with `--from best`).
+#[derive(clap::Args)]
+pub(crate) struct Multistart {
+    /// Number of multistart local optimisations (Latin hypercube in the scaled bounds);
+    /// 0 means one local optimisation from the nominal values.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) starts: usize,
+    /// Local optimiser: fides (trust region on the Gauss-Newton Hessian) or lbfgsb.
+    #[arg(long, default_value = "fides", value_parser = ["fides", "lbfgsb"])]
+    pub(crate) optimizer: String,
+    /// Seed of the starting points (and of the prediction-band draws).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Iteration limit of each local optimisation.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_iterations: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
     /// No progress line on standard error.
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
+}
+
+impl EstimateArgs {
+    pub(crate) fn new(
+        i: &Integration,
+        m: &Multistart,
+        out: Option<PathBuf>,
+        profile: Vec<String>,
+        bands: usize,
+    ) -> EstimateArgs {
+        EstimateArgs {
+            rtol: i.rtol,
+            atol: i.atol,
+            starts: m.starts,
+            lbfgsb: m.optimizer == "lbfgsb",
+            seed: m.seed,
+            max_iterations: m.max_iterations,
+            threads: m.threads,
+            out,
+            profile,
+            progress: !m.quiet,
+            max_steps: i.max_steps,
+            bands,
+        }
+    }
 }
 
 pub fn run(a: FitArgs) -> Result<()> {
@@ -74,27 +123,10 @@ pub fn run(a: FitArgs) -> Result<()> {
         (None, Some(problem)) => problem.clone(),
         (None, None) => bail!("a PEtab problem (yaml) is required"),
     };
-    if !(a.rtol > 0.0 && a.atol > 0.0) {
-        bail!("--rtol and --atol must be positive");
-    }
+    a.integration.check()?;
     if !a.evaluate {
-        return estimate(
-            &problem,
-            &EstimateArgs {
-                rtol: a.rtol,
-                atol: a.atol,
-                starts: a.starts,
-                lbfgsb: a.optimizer == "lbfgsb",
-                seed: a.seed,
-                max_iterations: a.max_iterations,
-                threads: a.threads,
-                out: a.out.clone(),
-                profile: a.profile.clone(),
-                progress: !a.quiet,
-                max_steps: a.max_steps,
-                bands: a.bands,
-            },
-        );
+        let e = EstimateArgs::new(&a.integration, &a.multistart, a.out.clone(), a.profile.clone(), a.bands);
+        return estimate(&problem, &e);
     }
     let t0 = Instant::now();
     let problem = vht_fit::read(&problem)?;
@@ -108,7 +140,7 @@ pub fn run(a: FitArgs) -> Result<()> {
             .ok_or_else(|| vht_fit::FitError::NoSuchParameter { id: id.trim().to_string() })?;
         values[i] = v.trim().parse().with_context(|| format!("--set {s}: '{}' is not a number", v.trim()))?;
     }
-    let settings = vht_fit::Settings { rtol: a.rtol, atol: a.atol, ..Default::default() };
+    let settings = vht_fit::Settings { rtol: a.integration.rtol, atol: a.integration.atol, ..Default::default() };
     let objective = vht_fit::Objective::new(problem, settings)?;
     for d in &objective.diagnostics {
         eprintln!("warning: {d}");

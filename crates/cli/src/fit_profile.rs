@@ -38,31 +38,11 @@ pub struct ProfileArgs {
     /// Output folder (default: profile-<problem file stem>).
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long, default_value_t = 1e-8)]
-    rtol: f64,
-    #[arg(long, default_value_t = 1e-12)]
-    atol: f64,
-    /// Integrator step limit of each simulation (see `vht fit --help`).
-    #[arg(long, default_value_t = 10_000)]
-    max_steps: usize,
-    /// With `--from best`: number of multistart local optimisations.
-    #[arg(long, default_value_t = 20)]
-    starts: usize,
-    /// With `--from best`: fides or lbfgsb.
-    #[arg(long, default_value = "fides", value_parser = ["fides", "lbfgsb"])]
-    optimizer: String,
-    /// With `--from best`: seed of the starting points.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// With `--from best`: iteration limit of each local optimisation.
-    #[arg(long, default_value_t = 1000)]
-    max_iterations: usize,
-    /// With `--from best`: worker threads of the multistart (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// No progress line on standard error.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    integration: crate::fit::Integration,
+    // With `--from best`: the multistart fit made first.
+    #[command(flatten)]
+    multistart: crate::fit::Multistart,
 }
 
 /// Where the profiles start.
@@ -83,14 +63,13 @@ impl Start {
 }
 
 pub fn run(a: ProfileArgs) -> Result<()> {
-    if !(a.rtol > 0.0 && a.atol > 0.0) {
-        bail!("--rtol and --atol must be positive");
-    }
+    a.integration.check()?;
     let t0 = Instant::now();
     let stem = a.problem.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "problem".into());
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("profile-{stem}")));
     let problem = vht_fit::read(&a.problem)?;
-    let settings = vht_fit::Settings { rtol: a.rtol, atol: a.atol, max_steps: a.max_steps, ..Default::default() };
+    let i = &a.integration;
+    let settings = vht_fit::Settings { rtol: i.rtol, atol: i.atol, max_steps: i.max_steps, ..Default::default() };
     let objective = vht_fit::Objective::new(problem, settings)?;
     let estimated = objective.estimated();
     let ids: Vec<String> = estimated.iter().map(|&i| objective.problem.parameters[i].id.clone()).collect();
@@ -107,23 +86,8 @@ pub fn run(a: ProfileArgs) -> Result<()> {
             // The same run as `vht fit PROBLEM --profile ...`, which writes the
             // fit's results and the profiles into `out`.
             drop(objective);
-            estimate(
-                &a.problem,
-                &EstimateArgs {
-                    rtol: a.rtol,
-                    atol: a.atol,
-                    starts: a.starts,
-                    lbfgsb: a.optimizer == "lbfgsb",
-                    seed: a.seed,
-                    max_iterations: a.max_iterations,
-                    threads: a.threads,
-                    out: Some(out.clone()),
-                    profile: a.params.iter().map(|s| s.trim().to_string()).collect(),
-                    progress: !a.quiet,
-                    max_steps: a.max_steps,
-                    bands: 0,
-                },
-            )?;
+            let profile = a.params.iter().map(|s| s.trim().to_string()).collect();
+            estimate(&a.problem, &EstimateArgs::new(&a.integration, &a.multistart, Some(out.clone()), profile, 0))?;
             print_intervals(&out)?;
             return Ok(());
         }
