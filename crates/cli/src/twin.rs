@@ -128,12 +128,23 @@ fn create(a: CreateArgs) -> Result<()> {
     }
     if let Some(post) = &twin.posterior {
         println!(
-            "posterior: {} chains x {} steps, acceptance {:.2}, {} draws kept",
+            "posterior: {} chains x {} steps from {} optima, acceptance {:.2}, {} draws kept",
             post.chains,
             post.steps,
+            post.modes,
             post.acceptance,
             post.draws.len()
         );
+        // The worst parameter's convergence diagnostics: an R-hat well above 1
+        // means the chains disagree, and bands from them may be too narrow.
+        let rhat = post.rhat.iter().copied().fold(f64::NAN, f64::max);
+        let ess = post.ess.iter().copied().fold(f64::NAN, f64::min);
+        if !post.rhat.is_empty() {
+            println!("  worst split R-hat {rhat:.3}, smallest effective sample size {ess:.0}");
+            if rhat > 1.1 {
+                eprintln!("warning: split R-hat {rhat:.2} > 1.1: the chains have not converged; run more --mcmc-steps");
+            }
+        }
     }
     println!("-> {}", a.out.join("twin.json").display());
     Ok(())
