@@ -204,6 +204,18 @@ pub(crate) struct EstimateArgs {
     pub(crate) bands: usize,
 }
 
+/// The positions in `ids` (the estimated parameters) of the parameters a
+/// flag names; an error names the flag and the unknown id.
+pub(crate) fn positions(ids: &[String], wanted: &[String], flag: &str) -> Result<Vec<usize>> {
+    wanted
+        .iter()
+        .map(|id| match ids.iter().position(|x| x == id.trim()) {
+            Some(k) => Ok(k),
+            None => bail!("{flag} {id}: not an estimated parameter (estimated: {})", ids.join(", ")),
+        })
+        .collect()
+}
+
 /// Multistart estimation, then (optionally) profiles; writes the results to the output folder.
 pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
     let t0 = Instant::now();
@@ -218,13 +230,7 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
     }
     let estimated = objective.estimated();
     let ids: Vec<String> = estimated.iter().map(|&i| objective.problem.parameters[i].id.clone()).collect();
-    let mut profiled = Vec::new();
-    for id in &a.profile {
-        match ids.iter().position(|x| x == id.trim()) {
-            Some(k) => profiled.push(k),
-            None => bail!("--profile {id}: not an estimated parameter (estimated: {})", ids.join(", ")),
-        }
-    }
+    let profiled = positions(&ids, &a.profile, "--profile")?;
     // Compile the sensitivity system once, before the threads need it.
     let x_nominal = objective.scaled_nominal();
     let t_grad = Instant::now();

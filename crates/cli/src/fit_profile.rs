@@ -73,13 +73,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     let objective = vht_fit::Objective::new(problem, settings)?;
     let estimated = objective.estimated();
     let ids: Vec<String> = estimated.iter().map(|&i| objective.problem.parameters[i].id.clone()).collect();
-    let mut profiled = Vec::new();
-    for id in &a.params {
-        match ids.iter().position(|x| x == id.trim()) {
-            Some(k) => profiled.push(k),
-            None => bail!("--params {id}: not an estimated parameter (estimated: {})", ids.join(", ")),
-        }
-    }
+    let profiled = crate::fit::positions(&ids, &a.params, "--params")?;
 
     let x_hat = match Start::parse(&a.from) {
         Start::Best => {
