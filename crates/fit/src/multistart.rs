@@ -72,6 +72,10 @@ pub struct StartResult {
     pub evaluations: usize,
     pub seconds: f64,
     pub status: StartStatus,
+    /// For a start point drawn by [`fit`] because an earlier one could not
+    /// be evaluated: the index of that failed start (itself in
+    /// [`FitResult::starts`], as failed).
+    pub replaces: Option<usize>,
 }
 
 /// Every start, sorted by objective value (failed starts last), and the best.
@@ -167,9 +171,26 @@ pub fn latin_hypercube(n: usize, lb: &[f64], ub: &[f64], seed: u64) -> Vec<Vec<f
     points
 }
 
+/// How many replacement points [`fit`] draws, one after the other, for a
+/// start point where the objective or its gradient cannot be computed,
+/// before that start is left failed. On Fujita_SciSignal2010 (bounds 1e-8 to
+/// 1e8 on every rate and initial amount) 42 of 100 Latin-hypercube points
+/// fail, so a draw fails with probability ~0.4 and 10 in a row with ~1e-4;
+/// a failed point costs one simulation, so the budget is cheap.
+pub const REDRAWS: usize = 10;
+
 /// Runs `options.starts` local optimisations from Latin-hypercube starts in
-/// the scaled bounds and returns them sorted by objective value. A start
-/// whose simulation fails is recorded as failed; the others go on.
+/// the scaled bounds and returns them sorted by objective value.
+///
+/// A start whose first point cannot be evaluated (a simulation fails) is
+/// recorded as failed, and a replacement point is drawn uniformly in the
+/// bounds and optimised instead (up to [`REDRAWS`] times per start; what
+/// pyPESTO does with `CheckedStartpoints(check_fval=True, check_grad=True)`,
+/// except that here the failed points stay in the result). Replacements
+/// are numbered from `options.starts` on and name the start they replace
+/// ([`StartResult::replaces`]); they are seeded by `options.seed` and the
+/// start's index, so the result does not depend on the thread count. Other
+/// starts go on whatever one start does.
 pub fn fit(objective: &Objective, options: &FitOptions) -> Result<FitResult, FitError> {
     let (lb, ub) = objective.scaled_bounds();
     if let Some(i) = (0..lb.len()).find(|&i| !(lb[i].is_finite() && ub[i].is_finite() && lb[i] <= ub[i])) {
@@ -177,18 +198,38 @@ pub fn fit(objective: &Objective, options: &FitOptions) -> Result<FitResult, Fit
         return Err(FitError::Bounds { id: p.id.clone(), lower: p.lower, upper: p.upper });
     }
     let starts = latin_hypercube(options.starts, &lb, &ub, options.seed);
-    fit_from(objective, options, starts)
+    run_starts(objective, options, starts, REDRAWS)
 }
 
-/// [`fit`] from given starting points (scaled).
+/// [`fit`] from given starting points (scaled). A start that cannot be
+/// evaluated is recorded as failed and not replaced (the points are the
+/// caller's, not draws from a distribution this function knows).
 pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64>>) -> Result<FitResult, FitError> {
+    run_starts(objective, options, starts, 0)
+}
+
+/// The replacement points of start `index`, in the order they are tried:
+/// uniform in the box, from a stream of their own (seed and index each
+/// hashed by a SplitMix64 step, then combined), so that they neither repeat
+/// the Latin hypercube's stream nor depend on which other starts failed.
+fn redraw_stream(seed: u64, index: usize) -> Rng {
+    let seed = Rng::new(seed ^ 0x5245_4452_4157_5321).next_u64(); // "REDRAWS!"
+    Rng::new(seed ^ Rng::new(index as u64).next_u64())
+}
+
+fn run_starts(
+    objective: &Objective,
+    options: &FitOptions,
+    starts: Vec<Vec<f64>>,
+    redraws: usize,
+) -> Result<FitResult, FitError> {
     let (lb, ub) = objective.scaled_bounds();
     let t0 = Instant::now();
     let done = AtomicUsize::new(0);
     let best = Mutex::new(f64::INFINITY);
     let total = starts.len();
     let tol = Tolerances { max_iterations: options.max_iterations, ..Tolerances::default() };
-    let run = |(index, x0): (usize, Vec<f64>)| -> StartResult {
+    let local = |index: usize, x0: Vec<f64>| -> StartResult {
         let t = Instant::now();
         let f = AsSmooth { objective, last_error: Mutex::new(None) };
         let local = match options.optimizer {
@@ -203,7 +244,7 @@ pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64
                 StartStatus::Failed(if detail.is_empty() { why } else { format!("{why}: {detail}") })
             }
         };
-        let r = StartResult {
+        StartResult {
             index,
             x0,
             x: local.x,
@@ -212,13 +253,25 @@ pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64
             evaluations: local.evaluations,
             seconds: t.elapsed().as_secs_f64(),
             status,
-        };
+            replaces: None,
+        }
+    };
+    // One start and its replacements; replacements get their final index
+    // below, once every start is done (here: `usize::MAX`).
+    let run = |(index, x0): (usize, Vec<f64>)| -> Vec<StartResult> {
+        let mut tried = vec![local(index, x0)];
+        let mut rng = redraw_stream(options.seed, index);
+        while tried.len() <= redraws && tried.last().is_some_and(|r| matches!(r.status, StartStatus::Failed(_))) {
+            let x0: Vec<f64> = (0..lb.len()).map(|k| lb[k] + rng.uniform() * (ub[k] - lb[k])).collect();
+            tried.push(local(usize::MAX, x0));
+        }
         let k = done.fetch_add(1, Ordering::SeqCst) + 1;
         if options.progress {
+            let r = tried.last().map_or(f64::NAN, |r| r.fval);
             let b = {
                 let mut b = best.lock().unwrap_or_else(|e| e.into_inner());
-                if r.fval < *b {
-                    *b = r.fval;
+                if r < *b {
+                    *b = r;
                 }
                 *b
             };
@@ -227,10 +280,10 @@ pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64
                 eprintln!();
             }
         }
-        r
+        tried
     };
     let indexed: Vec<(usize, Vec<f64>)> = starts.into_iter().enumerate().collect();
-    let mut results: Vec<StartResult> = match options.threads {
+    let per_start: Vec<Vec<StartResult>> = match options.threads {
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n.max(1))
@@ -240,6 +293,21 @@ pub fn fit_from(objective: &Objective, options: &FitOptions, starts: Vec<Vec<f64
         }
         None => indexed.into_par_iter().map(run).collect(),
     };
+    // Replacements are numbered after the given starts, in start order.
+    let mut next = total;
+    let mut results: Vec<StartResult> = Vec::with_capacity(total);
+    for tried in per_start {
+        let mut previous = None;
+        for mut r in tried {
+            if r.index == usize::MAX {
+                r.index = next;
+                r.replaces = previous;
+                next += 1;
+            }
+            previous = Some(r.index);
+            results.push(r);
+        }
+    }
     results.sort_by(|a, b| {
         let key = |r: &StartResult| if r.fval.is_nan() { f64::INFINITY } else { r.fval };
         key(a).total_cmp(&key(b)).then(a.index.cmp(&b.index))

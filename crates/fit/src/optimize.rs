@@ -69,6 +69,9 @@ pub struct Local {
     pub iterations: usize,
     /// Function evaluations (value only, or with gradient).
     pub evaluations: usize,
+    /// Trial points where the function could not be computed (each one
+    /// rejected the step and shrank the trust region / line-search step).
+    pub failed_trials: usize,
     pub stop: Stop,
 }
 
@@ -158,13 +161,28 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, mut hm)) = f.value_gradient(&x) else {
-        return Local { x, fval: f64::NAN, iterations: 0, evaluations, stop: Stop::Failed("at the start".into()) };
+        return Local {
+            x,
+            fval: f64::NAN,
+            iterations: 0,
+            evaluations,
+            failed_trials: 0,
+            stop: Stop::Failed("at the start".into()),
+        };
     };
     if !fx.is_finite() {
-        return Local { x, fval: fx, iterations: 0, evaluations, stop: Stop::Failed("not finite at the start".into()) };
+        return Local {
+            x,
+            fval: fx,
+            iterations: 0,
+            evaluations,
+            failed_trials: 0,
+            stop: Stop::Failed("not finite at the start".into()),
+        };
     }
     let mut delta = 1.0;
     let mut iterations = 0;
+    let mut failed_trials = 0;
     let stop = loop {
         if projected_gradient_norm(&x, &g, lb, ub) < tol.gatol {
             break Stop::Converged("projected gradient below gatol");
@@ -236,6 +254,7 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
         clip(&mut xn, lb, ub);
         evaluations += 1;
         let fnew = f.value(&xn).filter(|v| v.is_finite());
+        failed_trials += usize::from(fnew.is_none());
         let rho = match fnew {
             Some(fv) => (fv - fx) / pred,
             None => -1.0,
@@ -260,12 +279,13 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
                     }
                 }
                 _ => {
+                    failed_trials += 1;
                     delta *= 0.25;
                 }
             }
         }
     };
-    Local { x, fval: fx, iterations, evaluations, stop }
+    Local { x, fval: fx, iterations, evaluations, failed_trials, stop }
 }
 
 /// The largest `alpha <= 1` with `x + alpha p` inside the box, and the
@@ -300,13 +320,28 @@ pub fn lbfgsb(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &Toleranc
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, _)) = f.value_gradient(&x) else {
-        return Local { x, fval: f64::NAN, iterations: 0, evaluations, stop: Stop::Failed("at the start".into()) };
+        return Local {
+            x,
+            fval: f64::NAN,
+            iterations: 0,
+            evaluations,
+            failed_trials: 0,
+            stop: Stop::Failed("at the start".into()),
+        };
     };
     if !fx.is_finite() {
-        return Local { x, fval: fx, iterations: 0, evaluations, stop: Stop::Failed("not finite at the start".into()) };
+        return Local {
+            x,
+            fval: fx,
+            iterations: 0,
+            evaluations,
+            failed_trials: 0,
+            stop: Stop::Failed("not finite at the start".into()),
+        };
     }
     let mut mem: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut iterations = 0;
+    let mut failed_trials = 0;
     let stop = loop {
         if projected_gradient_norm(&x, &g, lb, ub) < tol.gatol {
             break Stop::Converged("projected gradient below gatol");
@@ -368,11 +403,14 @@ pub fn lbfgsb(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &Toleranc
             clip(&mut xt, lb, ub);
             let decrease: f64 = (0..n).map(|i| g[i] * (xt[i] - x[i])).sum();
             evaluations += 1;
-            if let Some((ft, gt, _)) = f.value_gradient(&xt) {
-                if ft.is_finite() && ft <= fx + 1e-4 * decrease {
-                    accepted = Some((xt, ft, gt));
-                    break;
+            match f.value_gradient(&xt) {
+                Some((ft, gt, _)) if ft.is_finite() => {
+                    if ft <= fx + 1e-4 * decrease {
+                        accepted = Some((xt, ft, gt));
+                        break;
+                    }
                 }
+                _ => failed_trials += 1,
             }
             t *= 0.5;
         }
@@ -397,7 +435,7 @@ pub fn lbfgsb(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &Toleranc
             break Stop::Converged("objective change below fatol/1000");
         }
     };
-    Local { x, fval: fx, iterations, evaluations, stop }
+    Local { x, fval: fx, iterations, evaluations, failed_trials, stop }
 }
 
 #[cfg(test)]
