@@ -1,4 +1,5 @@
-//! The analytic sparse Jacobian of the right-hand side with respect to y.
+//! Analytic sparse Jacobians: of the right-hand side with respect to y, and
+//! of any expressions with respect to chosen slots of y and p.
 //!
 //! Assigned symbols are differentiated through, in dependency order, rather
 //! than inlined: for each assigned symbol `a` and each column `j` it depends
@@ -27,9 +28,25 @@ pub(crate) struct JacobianExprs {
 }
 
 pub(crate) fn jacobian(model: &Model, layout: &Layout, rhs: &[Expr]) -> Result<JacobianExprs, CodegenError> {
+    jacobian_wrt(model, layout, rhs, &layout.y)
+}
+
+/// The Jacobian of `exprs` with respect to the symbols `wrt` (each stored
+/// in y or p): column `j` is `wrt[j]`.
+pub(crate) fn jacobian_wrt(
+    model: &Model,
+    layout: &Layout,
+    rhs: &[Expr],
+    wrt: &[vht_ir::Sym],
+) -> Result<JacobianExprs, CodegenError> {
     let slots = layout.index(model)?;
-    let col: Vec<Option<usize>> =
-        slots.iter().map(|s| if let Some(Slot::Y(j)) = s { Some(*j) } else { None }).collect();
+    let mut col: Vec<Option<usize>> = vec![None; slots.len()];
+    for (j, s) in wrt.iter().enumerate() {
+        match slots.get(s.index()) {
+            Some(Some(Slot::Y(_) | Slot::P(_))) => col[s.index()] = Some(j),
+            _ => return Err(CodegenError::NotStored { symbol: model.name(*s).to_string() }),
+        }
+    }
     let mut ext = model.clone();
     // For each symbol: its nonzero derivatives by column, each either the
     // derivative symbol or (when trivial) the derivative itself.
@@ -46,7 +63,7 @@ pub(crate) fn jacobian(model: &Model, layout: &Layout, rhs: &[Expr]) -> Result<J
             let entry = if matches!(g, Expr::Num(_) | Expr::Sym(_)) {
                 g
             } else {
-                let name = format!("d({})/d({})", model.name(a), model.name(layout.y[j]));
+                let name = format!("d({})/d({})", model.name(a), model.name(wrt[j]));
                 Expr::Sym(ext.add(&name, Role::Internal, SymbolKind::Assigned { expr: g }, Expr::Num(0.0)))
             };
             dsym[a.index()].push((j, entry));

@@ -187,6 +187,8 @@ pub enum CodegenError {
     BadLayout { vector: &'static str, position: usize, reason: LayoutProblem },
     #[error("JIT compilation of {function} failed during {stage}: {message}")]
     Jit { function: String, stage: JitStage, message: String },
+    #[error("cannot differentiate with respect to '{symbol}': it is neither a state nor a parameter")]
+    NotStored { symbol: String },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -393,6 +395,39 @@ fn compile_here(model: &Model, opts: &Options) -> Result<CompiledModel, CodegenE
 /// Compiles extra expressions over the same model and layout (event triggers, event assignment values, priorities, delays, outputs).
 pub fn compile_exprs(model: &Model, layout: &Layout, exprs: &[Expr], opts: &Options) -> Result<Function, CodegenError> {
     on_big_stack(|| compile_exprs_here(model, layout, exprs, opts))
+}
+
+/// A sparse Jacobian compiled to one function: `pattern[k] = (row, column)`
+/// is the derivative of expression `row` by symbol `wrt[column]`, and output
+/// `k` of `values` is its value.
+#[derive(Debug)]
+pub struct CompiledJacobian {
+    pub pattern: Vec<(usize, usize)>,
+    pub values: Function,
+}
+
+/// The analytic sparse Jacobian of `exprs` with respect to the symbols `wrt`
+/// (states or parameters, i.e. y or p slots), through assigned symbols, as
+/// [`compile`] builds the Jacobian of the right-hand side.
+pub fn compile_jacobian(
+    model: &Model,
+    layout: &Layout,
+    exprs: &[Expr],
+    wrt: &[Sym],
+    opts: &Options,
+) -> Result<CompiledJacobian, CodegenError> {
+    on_big_stack(|| {
+        let jac = jacobian::jacobian_wrt(model, layout, exprs, wrt)?;
+        let delays = model_delays(&jac.model);
+        let env =
+            Env { model: &jac.model, slots: &jac.slots, delays: &delays, n_y: layout.y.len(), n_p: layout.p.len() };
+        let label = |i: usize| {
+            let (r, c) = jac.pattern[i];
+            format!("d(expression {r})/d('{}')", model.name(wrt[c]))
+        };
+        let values = build(&env, &jac.values, &label, "jacobian", opts)?;
+        Ok(CompiledJacobian { pattern: jac.pattern, values })
+    })
 }
 
 fn compile_exprs_here(
