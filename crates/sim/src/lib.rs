@@ -21,6 +21,8 @@
 //!   of time alone at stop times computed from the parameters, the others
 //!   found like trigger changes (see `switches.rs`);
 //! - `delay(x, tau)` reads a history of the solution (cubic Hermite);
+//! - adjoint sensitivities ([`Adjoint`]) integrate backwards along a run
+//!   that kept its steps ([`simulate_dense`]);
 //! - outputs are interpolated from the integrator's dense output, not by
 //!   stopping at every output time. An output time that coincides with an
 //!   event shows the state after the event.
@@ -28,6 +30,7 @@
 //! Architecture invariant: this crate knows nothing about SBML or any file
 //! format, and nothing about HTTP or storage.
 
+mod adjoint;
 mod cohort;
 mod events;
 mod history;
@@ -36,7 +39,8 @@ mod run;
 mod simulator;
 mod switches;
 
+pub use adjoint::{Adjoint, AdjointError, AdjointResult, Jump};
 pub use cohort::{simulate_cohort, CohortSummary};
-pub use run::{simulate, Column, Outputs, SimError, TimeCourse, Trajectory};
+pub use run::{initial_values, simulate, simulate_dense, Column, Dense, Outputs, SimError, TimeCourse, Trajectory};
 pub use simulator::{BuildError, Simulator};
 pub use vht_solver::{LinearSolver, Stats};

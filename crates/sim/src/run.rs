@@ -120,8 +120,69 @@ pub fn simulate(
     let times = output_times(tc)?;
     let out_fn = &outputs.function;
     let columns = &outputs.names;
-    let run = Run::new(sim, tc, overrides)?;
+    let run = Run::new(sim, tc, overrides, false)?;
     run.go(tc, &times, columns, out_fn)
+}
+
+/// Simulates one time course as [`simulate`] does, and also keeps the
+/// solution between the output times ([`Dense`]): the state and its rate at
+/// every accepted step, for runs that must be followed backwards (adjoint
+/// sensitivities).
+pub fn simulate_dense(
+    sim: &Simulator,
+    tc: &TimeCourse,
+    outputs: &Outputs,
+    overrides: &[(Sym, f64)],
+) -> Result<(Trajectory, Dense), SimError> {
+    let times = output_times(tc)?;
+    let run = Run::new(sim, tc, overrides, true)?;
+    let traj = run.go(tc, &times, &outputs.names, &outputs.function)?;
+    let p = run.p.borrow().clone();
+    let dense = Dense { history: run.history.into_inner(), n_y: sim.n_y(), p, start: tc.start };
+    Ok((traj, dense))
+}
+
+/// Every symbol's value at the start of a run with these overrides, in model
+/// (`Sym`) order: what a run starts from before events at the start fire.
+pub fn initial_values(sim: &Simulator, start: f64, overrides: &[(Sym, f64)]) -> Result<Vec<f64>, SimError> {
+    let tc = TimeCourse { start, ..TimeCourse::default() };
+    Ok(Run::new(sim, &tc, overrides, false)?.vals0)
+}
+
+/// The solution of a run between its output times: cubic Hermite
+/// interpolation between the integrator's accepted steps (the interpolant
+/// the integrator's own error control vouches for at its step ends, and
+/// CVODES' default for adjoint runs). Two samples at one time mark a restart
+/// (an event or a switch of the vector field).
+pub struct Dense {
+    history: History,
+    n_y: usize,
+    /// The parameters at the end of the run.
+    p: Vec<f64>,
+    start: f64,
+}
+
+impl Dense {
+    /// The state `y` at `t` (within the run).
+    pub fn at(&self, t: f64, y: &mut [f64]) {
+        let mut yp = vec![0.0; self.n_y + self.p.len()];
+        self.history.at(t, (f64::NEG_INFINITY, &[]), &mut yp);
+        y.copy_from_slice(&yp[..self.n_y]);
+    }
+
+    /// The parameter values the run ended with.
+    pub fn p(&self) -> &[f64] {
+        &self.p
+    }
+
+    pub fn start(&self) -> f64 {
+        self.start
+    }
+
+    /// The times where the run restarted (the vector field may jump there).
+    pub fn restarts(&self) -> Vec<f64> {
+        self.history.repeated_times()
+    }
 }
 
 /// The mutable state of one run. The solver sees it through [`System`]
@@ -134,6 +195,9 @@ struct Run<'s> {
     /// The algebraic unknowns at the last solve (the next solve's guess).
     z: RefCell<Vec<f64>>,
     alg_failed: Cell<Option<f64>>,
+    /// Keep every accepted step in `history` (for [`simulate_dense`]), not
+    /// only for delays.
+    dense: bool,
     history: RefCell<History>,
     /// The latest point the model was evaluated at, `(t, y)`: a delay
     /// shorter than the current step reads between the history and here.
@@ -162,7 +226,7 @@ struct Scratch {
 const DUMMY: f64 = 0.0;
 
 impl<'s> Run<'s> {
-    fn new(sim: &'s Simulator, tc: &TimeCourse, overrides: &[(Sym, f64)]) -> Result<Run<'s>, SimError> {
+    fn new(sim: &'s Simulator, tc: &TimeCourse, overrides: &[(Sym, f64)], dense: bool) -> Result<Run<'s>, SimError> {
         let model = &sim.model;
         let n = model.symbols.len();
         let mut vals = vec![f64::NAN; n];
@@ -199,6 +263,7 @@ impl<'s> Run<'s> {
             p: RefCell::new(p),
             z: RefCell::new(z),
             alg_failed: Cell::new(None),
+            dense,
             // Samples hold y, then the parameters (events change those).
             history: RefCell::new(History::new(sim.n_y() + sim.code.layout.p.len())),
             now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y() + sim.code.layout.p.len()])),
@@ -333,18 +398,51 @@ impl<'s> Run<'s> {
     }
 
     fn record_history(&self, t: f64, y: &[f64]) {
-        if !self.sim.has_delays {
+        self.record_history_at(t, t, y);
+    }
+
+    /// Records `y` at `t` with the rate at `t_rate` (the left limit of a switch).
+    fn record_history_at(&self, t: f64, t_rate: f64, y: &[f64]) {
+        if !self.sim.has_delays && !self.dense {
             return;
         }
         let p = self.p.borrow().clone();
         let mut f = vec![0.0; y.len() + p.len()];
-        self.sim.code.rhs.eval(t, y, &p, &mut f[..y.len()], self);
+        self.sim.code.rhs.eval(t_rate, y, &p, &mut f[..y.len()], self);
         // Residual rows carry no derivative: interpolate those linearly.
         // Parameters are constant between events (which add a second sample).
         f[self.sim.n_ode..y.len()].iter_mut().for_each(|v| *v = f64::NAN);
         f[y.len()..].iter_mut().for_each(|v| *v = 0.0);
         let yp: Vec<f64> = y.iter().chain(&p).copied().collect();
-        self.history.borrow_mut().push(t, &yp, &f);
+        if !self.dense {
+            self.history.borrow_mut().push(t, &yp, &f);
+            return;
+        }
+        // The second derivative `J f + df/dt`: `J f` from the compiled
+        // Jacobian, `df/dt` (rates that read time outside switches) by a
+        // difference on the side the sample belongs to (before a restart:
+        // the left).
+        let code = &self.sim.code;
+        let n_y = y.len();
+        let mut d2 = vec![0.0; n_y + p.len()];
+        let mut jv = vec![0.0; code.jac_pattern.len()];
+        code.jac.eval(t_rate, y, &p, &mut jv, self);
+        for (k, &(r, c)) in code.jac_pattern.iter().enumerate() {
+            if r < n_y && c < n_y {
+                d2[r] += jv[k] * f[c];
+            }
+        }
+        if self.sim.reads_time {
+            let dt = 1e-7 * t_rate.abs().max(1.0);
+            let t2 = if t_rate < t { t_rate - dt } else { t_rate + dt };
+            let mut f2 = vec![0.0; n_y];
+            code.rhs.eval(t2, y, &p, &mut f2, self);
+            for r in 0..n_y {
+                d2[r] += (f2[r] - f[r]) / (t2 - t_rate);
+            }
+        }
+        d2[self.sim.n_ode..n_y].iter_mut().for_each(|v| *v = f64::NAN);
+        self.history.borrow_mut().push2(t, &yp, &f, &d2);
     }
 
     fn go(
@@ -511,10 +609,14 @@ impl<'s> Run<'s> {
                 }
                 if let Some(te) = t_event {
                     it.rewind_to(te)?;
+                    // At a time switch the integrator stopped just before the
+                    // instant: the sample before the restart carries the rate
+                    // from before the switch.
+                    let t_left = te;
                     let te = flip.map_or(te, |ts| ts.max(te));
                     x.copy_from_slice(it.y());
                     self.full_y(te, &x, &mut y);
-                    self.record_history(te, &y);
+                    self.record_history_at(te, t_left, &y);
                     self.fire_events(te, &mut x, &mut queue)?;
                     self.full_y(te, &x, &mut y);
                     self.record_history(te, &y);
@@ -526,7 +628,7 @@ impl<'s> Run<'s> {
                         emit(times[next_out], &y, next_out, &mut values);
                         next_out += 1;
                     }
-                } else if sim.has_delays {
+                } else if sim.has_delays || self.dense {
                     x.copy_from_slice(it.y());
                     self.full_y(it.t(), &x, &mut y);
                     self.record_history(it.t(), &y);

@@ -40,6 +40,8 @@ pub struct Simulator {
     /// through their solve, by finite differences) or no ODE states.
     pub(crate) jac_structure: Option<vht_solver::JacobianStructure>,
     pub(crate) has_delays: bool,
+    /// Some rate reads time (directly or through rules).
+    pub(crate) reads_time: bool,
     /// No events, delays or switches (`piecewise`, comparisons as values,
     /// `floor`, `ceil`, `rem`, `quotient`):
     /// the integrator's steps need only follow its error estimate, so it may
@@ -134,7 +136,13 @@ impl Simulator {
                 SymbolKind::Assigned { expr } => has_switch(expr),
                 _ => false,
             });
+        let reads_time = model.symbols.iter().any(|s| match &s.kind {
+            SymbolKind::State { rate } => mentions_time(rate),
+            SymbolKind::Assigned { expr } => mentions_time(expr),
+            _ => false,
+        });
         Ok(Simulator {
+            reads_time,
             model,
             code,
             n_ode,
@@ -169,6 +177,12 @@ impl Simulator {
     pub fn n_y(&self) -> usize {
         self.n_ode + self.n_alg
     }
+}
+
+fn mentions_time(e: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| found |= matches!(x, Expr::Time));
+    found
 }
 
 /// Collects the relational sub-expressions (`a < b` etc.) of a boolean
