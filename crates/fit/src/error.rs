@@ -69,6 +69,9 @@ pub enum FitError {
     /// (the objective itself can still be evaluated).
     #[error("{}: no gradient: {what}", file.display())]
     Sensitivities { file: PathBuf, what: String },
+    /// The model has no adjoint system (forward sensitivities may still work).
+    #[error("{}: no adjoint gradient: {what}", file.display())]
+    Adjoint { file: PathBuf, what: String },
     #[error("{expected} scaled values expected (one per estimated parameter), found {found}")]
     ScaledCount { expected: usize, found: usize },
     #[error("parameter '{id}' is estimated but its bounds [{lower}, {upper}] are not a finite interval on its scale")]

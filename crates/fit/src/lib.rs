@@ -69,6 +69,7 @@
 //! Architecture invariant: knows PEtab's files and semantics; knows nothing of
 //! SBML beyond `vht_lower::load`, and nothing of the solver beyond `vht_sim`.
 
+mod adjoint;
 mod error;
 mod math;
 mod multistart;
@@ -85,8 +86,8 @@ pub use error::{At, FitError};
 pub use math::{parse as parse_formula, FormulaError};
 pub use multistart::{fit, fit_from, latin_hypercube, FitOptions, FitResult, Optimizer, StartResult, StartStatus};
 pub use objective::{
-    neg_log_prior, nllh_term, Evaluation, ExperimentValue, MeasurementValue, Objective, Settings, SteadyState,
-    WithGradient,
+    neg_log_prior, nllh_term, Evaluation, ExperimentValue, Gradient, MeasurementValue, Objective, Settings,
+    SteadyState, WithGradient,
 };
 pub use problem::{
     read, Condition, Measurement, NoiseDistribution, Observable, Parameter, Prior, PriorKind, Problem, Scale,

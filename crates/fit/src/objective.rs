@@ -21,12 +21,35 @@ pub struct Settings {
     pub atol: f64,
     pub max_steps: usize,
     pub steady_state: SteadyState,
+    /// How [`Objective::evaluate_with_gradient`] computes the gradient.
+    pub gradient: Gradient,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { rtol: 1e-8, atol: 1e-12, max_steps: 500_000, steady_state: SteadyState::default() }
+        Settings {
+            rtol: 1e-8,
+            atol: 1e-12,
+            max_steps: 500_000,
+            steady_state: SteadyState::default(),
+            gradient: Gradient::Forward,
+        }
     }
+}
+
+/// How gradients are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gradient {
+    /// Forward sensitivities: the gradient and the Gauss-Newton Hessian
+    /// (one tangent per estimated parameter and state).
+    #[default]
+    Forward,
+    /// Adjoint sensitivities: the gradient only (the Hessian is empty), by
+    /// one backward run per condition whatever the number of parameters
+    /// (see the `adjoint` module). For gradient-only optimisers (L-BFGS);
+    /// experiments with steady-state measurements still use forward
+    /// sensitivities; models with events are refused.
+    Adjoint,
 }
 
 /// When a simulation counts as having reached its steady state: the
@@ -115,6 +138,9 @@ pub struct Objective {
     pub(crate) steady: crate::steady::SteadyOutputs,
     /// The forward-sensitivity system, compiled on first use (see [`crate::sens`]).
     pub(crate) sens: std::sync::OnceLock<crate::sens::Sensitivities>,
+    /// The adjoint system, compiled on first use (see [`crate::adjoint`]),
+    /// or why the model has none.
+    pub(crate) adjoint: std::sync::OnceLock<Result<crate::adjoint::Adjoints, String>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -346,6 +372,7 @@ impl Objective {
             columns,
             steady,
             sens: std::sync::OnceLock::new(),
+            adjoint: std::sync::OnceLock::new(),
         })
     }
 
@@ -395,8 +422,10 @@ impl Objective {
         Ok(self.evaluate(&self.values_from_scaled(x)?)?.total())
     }
 
-    /// The objective, its exact gradient (forward sensitivities) and the
-    /// Gauss-Newton / Fisher-information approximation of its Hessian, all
+    /// The objective, its exact gradient (forward sensitivities, or adjoint
+    /// ones if [`Settings::gradient`] says so) and the
+    /// Gauss-Newton / Fisher-information approximation of its Hessian
+    /// (empty with adjoint gradients), all
     /// with respect to the scaled estimated parameters `x` (see
     /// [`Self::estimated`]). Conditions are simulated in parallel (rayon).
     /// The sensitivity system is compiled on the first call.
@@ -408,6 +437,29 @@ impl Objective {
     /// normal priors: symmetric positive semi-definite by construction.
     pub fn evaluate_with_gradient(&self, x: &[f64]) -> Result<WithGradient, FitError> {
         crate::sens::evaluate(self, x)
+    }
+
+    /// The forward-sensitivity system, built on first use.
+    pub(crate) fn sensitivities(&self) -> Result<&crate::sens::Sensitivities, FitError> {
+        if let Some(s) = self.sens.get() {
+            return Ok(s);
+        }
+        let s = crate::sens::build(self)?;
+        // Another thread may have built it meanwhile; either copy is the same.
+        let _ = self.sens.set(s);
+        Ok(self.sens.get().expect("set just above"))
+    }
+
+    /// The adjoint system, built on first use.
+    pub(crate) fn adjoints(&self, sens: &crate::sens::Sensitivities) -> Result<&crate::adjoint::Adjoints, FitError> {
+        let built = self.adjoint.get_or_init(|| crate::adjoint::build(self, sens).map_err(|e| e.to_string()));
+        built.as_ref().map_err(|what| FitError::Adjoint { file: self.problem.model.clone(), what: what.clone() })
+    }
+
+    /// Whether adjoint gradients can be computed for this problem (the error
+    /// says why not). Builds both sensitivity systems.
+    pub fn adjoint_supported(&self) -> Result<(), FitError> {
+        self.adjoints(self.sensitivities()?).map(|_| ())
     }
 
     /// The compiled model.

@@ -61,14 +61,14 @@ use crate::FitError;
 
 /// The compiled sensitivity system of an [`Objective`].
 pub(crate) struct Sensitivities {
-    sim: Simulator,
+    pub(crate) sim: Simulator,
     outputs: Outputs,
     /// Direction -> parameter-table row.
-    dirs: Vec<usize>,
+    pub(crate) dirs: Vec<usize>,
     /// Parameter-table row -> direction.
     dir_of: Vec<Option<usize>>,
     /// Per model symbol: its tangents `(direction, symbol)`, by direction.
-    tangent: Vec<Vec<(usize, Sym)>>,
+    pub(crate) tangent: Vec<Vec<(usize, Sym)>>,
     /// Per model symbol: `(direction, output column)` of its tangents, for
     /// the symbols the objective reads (observables, states, sizes).
     tcols: Vec<Vec<(usize, usize)>>,
@@ -76,8 +76,8 @@ pub(crate) struct Sensitivities {
     trates: Vec<Vec<(usize, usize)>>,
     /// Per observable: partial derivatives of `h` and of `sigma` by the
     /// symbols (model symbols and extras) they read.
-    dh: Vec<Vec<(Sym, Expr)>>,
-    dsigma: Vec<Vec<(Sym, Expr)>>,
+    pub(crate) dh: Vec<Vec<(Sym, Expr)>>,
+    pub(crate) dsigma: Vec<Vec<(Sym, Expr)>>,
     /// The output columns plus a state snapshot, for runs to a steady state.
     steady: crate::steady::SteadyOutputs,
     /// Per ODE state of the model (its `y` order): `(direction, index in
@@ -87,26 +87,26 @@ pub(crate) struct Sensitivities {
 }
 
 /// An override with its derivative by direction (sparse).
-struct Ov {
-    sym: Sym,
-    value: f64,
+pub(crate) struct Ov {
+    pub(crate) sym: Sym,
+    pub(crate) value: f64,
     d: Vec<(usize, f64)>,
 }
 
 /// Objective, gradient and Gauss-Newton Hessian contributions over the
 /// estimated parameters (scaled).
-struct Acc {
-    f: f64,
-    g: Vec<f64>,
+pub(crate) struct Acc {
+    pub(crate) f: f64,
+    pub(crate) g: Vec<f64>,
     /// Row-major `n x n`.
     h: Vec<f64>,
 }
 
 impl Acc {
-    fn new(n: usize) -> Acc {
+    pub(crate) fn new(n: usize) -> Acc {
         Acc { f: 0.0, g: vec![0.0; n], h: vec![0.0; n * n] }
     }
-    fn add(mut self, o: Acc) -> Acc {
+    pub(crate) fn add(mut self, o: Acc) -> Acc {
         self.f += o.f;
         self.g.iter_mut().zip(&o.g).for_each(|(a, b)| *a += b);
         self.h.iter_mut().zip(&o.h).for_each(|(a, b)| *a += b);
@@ -502,7 +502,7 @@ impl Sensitivities {
 
     /// The overrides of a run, first one per symbol wins, each followed by
     /// the overrides of its tangents.
-    fn overrides(&self, ovs: &[Ov]) -> Vec<(Sym, f64)> {
+    pub(crate) fn overrides(&self, ovs: &[Ov]) -> Vec<(Sym, f64)> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for o in ovs {
@@ -630,7 +630,7 @@ impl Sensitivities {
     }
 
     /// The output row at the steady state of a pre-equilibration condition.
-    fn preequilibrate(&self, obj: &Objective, pre: usize, values: &[f64]) -> Result<Vec<f64>, FitError> {
+    pub(crate) fn preequilibrate(&self, obj: &Objective, pre: usize, values: &[f64]) -> Result<Vec<f64>, FitError> {
         let name = &obj.problem.conditions[pre].id;
         let mut ovs = Vec::new();
         for &(t, v) in &obj.condition_targets[pre] {
@@ -648,15 +648,16 @@ impl Sensitivities {
         Ok(self.steady_point(obj, &traj, 0, name)?.1)
     }
 
-    fn experiment(
+    /// The overrides of one experiment's simulation, with their derivatives:
+    /// what its condition sets, and (after pre-equilibration) the states
+    /// the pre-equilibration ended in, with their tangents from `pre_row`.
+    pub(crate) fn experiment_overrides(
         &self,
         obj: &Objective,
         e: &Experiment,
         values: &[f64],
         pre_row: Option<&[f64]>,
-        est: &[Option<usize>],
-        chain: &[f64],
-    ) -> Result<Acc, FitError> {
+    ) -> Vec<Ov> {
         let mut ovs = Vec::new();
         let targets = &obj.condition_targets[e.sim];
         if let Some(r) = pre_row {
@@ -704,6 +705,19 @@ impl Sensitivities {
             }
         }
         self.base(obj, values, &mut ovs);
+        ovs
+    }
+
+    pub(crate) fn experiment(
+        &self,
+        obj: &Objective,
+        e: &Experiment,
+        values: &[f64],
+        pre_row: Option<&[f64]>,
+        est: &[Option<usize>],
+        chain: &[f64],
+    ) -> Result<Acc, FitError> {
+        let ovs = self.experiment_overrides(obj, e, values, pre_row);
         let outputs = if e.steady { &self.steady.outputs } else { &self.outputs };
         let traj = obj.run_on(&self.sim, outputs, &e.times, e.steady, &self.overrides(&ovs), &e.name)?;
         let ss = if e.steady { Some(self.steady_point(obj, &traj, e.times.len(), &e.name)?) } else { None };
@@ -768,13 +782,7 @@ impl Sensitivities {
                     }
                 }
             }
-            // On the transformed scale.
-            let (yt, ht, dt) = match code.transformation {
-                Transformation::Lin => (meas.value, h, 1.0),
-                Transformation::Log => (meas.value.ln(), h.ln(), 1.0 / h),
-                Transformation::Log10 => (meas.value.log10(), h.log10(), 1.0 / (h * std::f64::consts::LN_10)),
-            };
-            let res = yt - ht;
+            let NoiseTerms { dt, g_mu, g_sigma, w_sigma } = noise_terms(meas.value, h, sigma, code);
             let to_scaled = |v: &[f64]| -> Vec<(usize, f64)> {
                 v.iter()
                     .enumerate()
@@ -784,10 +792,6 @@ impl Sensitivities {
             };
             let mu: Vec<(usize, f64)> = to_scaled(&dmu).into_iter().map(|(k, x)| (k, x * dt)).collect();
             let sg = to_scaled(&dsig);
-            let (g_mu, g_sigma, w_sigma) = match code.noise {
-                NoiseDistribution::Normal => (-res / (sigma * sigma), 1.0 / sigma - res * res / sigma.powi(3), 2.0),
-                NoiseDistribution::Laplace => (-res.signum() / sigma, 1.0 / sigma - res.abs() / (sigma * sigma), 1.0),
-            };
             for &(k, x) in &mu {
                 acc.g[k] += g_mu * x;
             }
@@ -799,6 +803,33 @@ impl Sensitivities {
         }
         Ok(acc)
     }
+}
+
+/// The derivatives of one measurement's likelihood term.
+pub(crate) struct NoiseTerms {
+    /// `d(transformed h)/dh`.
+    pub(crate) dt: f64,
+    /// `d nllh / d(transformed h)`.
+    pub(crate) g_mu: f64,
+    /// `d nllh / d sigma`.
+    pub(crate) g_sigma: f64,
+    /// The Fisher information of sigma, times `sigma^2`.
+    pub(crate) w_sigma: f64,
+}
+
+pub(crate) fn noise_terms(y: f64, h: f64, sigma: f64, code: &crate::objective::ObsCode) -> NoiseTerms {
+    // On the transformed scale.
+    let (yt, ht, dt) = match code.transformation {
+        Transformation::Lin => (y, h, 1.0),
+        Transformation::Log => (y.ln(), h.ln(), 1.0 / h),
+        Transformation::Log10 => (y.log10(), h.log10(), 1.0 / (h * std::f64::consts::LN_10)),
+    };
+    let res = yt - ht;
+    let (g_mu, g_sigma, w_sigma) = match code.noise {
+        NoiseDistribution::Normal => (-res / (sigma * sigma), 1.0 / sigma - res * res / sigma.powi(3), 2.0),
+        NoiseDistribution::Laplace => (-res.signum() / sigma, 1.0 / sigma - res.abs() / (sigma * sigma), 1.0),
+    };
+    NoiseTerms { dt, g_mu, g_sigma, w_sigma }
 }
 
 /// `g` for a trigger that is one comparison `a > b` (`g = a - b`, which
@@ -938,7 +969,7 @@ pub(crate) fn chain(scale: Scale, v: f64) -> f64 {
 
 /// The prior's negative log-density, its derivative by the scaled value, and
 /// its Gauss-Newton curvature (the squared derivative of the "residual").
-fn prior_terms(prior: crate::Prior, scale: Scale, x: f64, v: f64) -> (f64, f64, f64) {
+pub(crate) fn prior_terms(prior: crate::Prior, scale: Scale, x: f64, v: f64) -> (f64, f64, f64) {
     let f = crate::neg_log_prior(prior, x, v);
     let c = chain(scale, v);
     let (a, b) = (prior.a, prior.b);
@@ -958,15 +989,7 @@ fn prior_terms(prior: crate::Prior, scale: Scale, x: f64, v: f64) -> (f64, f64, 
 /// estimated parameters `x`.
 pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<crate::WithGradient, FitError> {
     let values = obj.values_from_scaled(x)?;
-    let sens = match obj.sens.get() {
-        Some(s) => s,
-        None => {
-            let s = build(obj)?;
-            // Another thread may have built it meanwhile; either copy is the same.
-            let _ = obj.sens.set(s);
-            obj.sens.get().expect("set just above")
-        }
-    };
+    let sens = obj.sensitivities()?;
     let estimated = obj.estimated();
     let mut est = vec![None; values.len()];
     for (k, &i) in estimated.iter().enumerate() {
@@ -980,12 +1003,19 @@ pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<crate::WithGradient
     let pre_rows: Vec<(usize, Vec<f64>)> =
         pres.par_iter().map(|&p| sens.preequilibrate(obj, p, &values).map(|r| (p, r))).collect::<Result<_, _>>()?;
     let n = estimated.len();
+    let adjoint = match obj.settings.gradient {
+        crate::Gradient::Forward => None,
+        crate::Gradient::Adjoint => Some(obj.adjoints(sens)?),
+    };
     let acc = obj
         .experiments
         .par_iter()
         .map(|e| {
             let pre = e.preeq.and_then(|p| pre_rows.iter().find(|(q, _)| *q == p)).map(|(_, r)| r.as_slice());
-            sens.experiment(obj, e, &values, pre, &est, &chains)
+            match adjoint {
+                Some(adj) if !e.steady => adj.experiment(obj, sens, e, &values, pre, &est, &chains),
+                _ => sens.experiment(obj, e, &values, pre, &est, &chains),
+            }
         })
         .try_reduce(|| Acc::new(n), |a, b| Ok(a.add(b)))?;
     let mut acc = acc;
@@ -998,6 +1028,8 @@ pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<crate::WithGradient
             acc.h[k * n + k] += h;
         }
     }
-    let hess = (0..n).map(|a| acc.h[a * n..(a + 1) * n].to_vec()).collect();
+    // Adjoint gradients come without the Gauss-Newton Hessian.
+    let hess =
+        if adjoint.is_some() { Vec::new() } else { (0..n).map(|a| acc.h[a * n..(a + 1) * n].to_vec()).collect() };
     Ok((acc.f, acc.g, hess))
 }
