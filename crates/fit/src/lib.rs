@@ -18,7 +18,10 @@
 //! `log10(value)`); bounds, starts, gradients, Hessians, profiles and
 //! results all use it. [`Objective::evaluate_with_gradient`] gives the
 //! objective, its gradient by forward sensitivities and the Gauss-Newton
-//! Hessian (see the `sens` module for how the sensitivity system is built);
+//! Hessian (see the `sens` module for how the sensitivity system is built),
+//! or with [`Settings::gradient`] = [`Gradient::Adjoint`] the gradient alone
+//! by adjoint sensitivities (the `adjoint` module; faster from about 40
+//! parameters: measured 3x on Bachmann_MSB2011's 113);
 //! [`fit`] runs seeded Latin-hypercube multistarts of a trust-region
 //! optimiser on that Hessian (Fides-style) or a projected L-BFGS
 //! ([`optimize`]) in parallel; [`profile`] and [`prediction_bands`] give
