@@ -25,10 +25,10 @@ use std::collections::HashMap;
 use vht_codegen::{compile_jacobian, CompiledJacobian, NoDelays, Slot};
 use vht_ir::eval::eval;
 use vht_ir::{Expr, Sym};
-use vht_sim::{Adjoint, Jump, TimeCourse};
+use vht_sim::{Adjoint, Jump};
 
-use crate::objective::{nllh_term, Experiment, Extra, Objective, RowEnv, Val};
-use crate::sens::{noise_terms, Acc, NoiseTerms, Sensitivities};
+use crate::objective::{nllh_term, Experiment, Objective, RowEnv};
+use crate::sens::{extras, fill_placeholders, noise_terms, Acc, NoiseTerms, Sensitivities};
 use crate::FitError;
 
 /// The compiled adjoint of an [`Objective`].
@@ -102,31 +102,11 @@ impl Adjoints {
         let m = self.params.len();
         let ovs = sens.experiment_overrides(obj, e, values, pre_row);
         let plain: Vec<(Sym, f64)> = ovs.iter().map(|o| (o.sym, o.value)).collect();
-        let tc = TimeCourse {
-            start: 0.0,
-            times: Some(e.times.clone()),
-            rtol: obj.settings.rtol,
-            atol: obj.settings.atol,
-            max_steps: obj.settings.max_steps,
-            ..TimeCourse::default()
-        };
+        let tc = obj.time_course(e.times.clone());
         let fail = |error| FitError::Simulation { condition: e.name.clone(), error };
         let (traj, dense) = vht_sim::simulate_dense(sim, &tc, &obj.outputs, &plain).map_err(fail)?;
 
-        let mut extra_vals: Vec<f64> = Vec::with_capacity(obj.extras.len());
-        let mut extra_src: Vec<Option<usize>> = Vec::with_capacity(obj.extras.len());
-        for x in &obj.extras {
-            match x {
-                Extra::Parameter(i) => {
-                    extra_vals.push(values[*i]);
-                    extra_src.push(Some(*i));
-                }
-                Extra::Placeholder => {
-                    extra_vals.push(f64::NAN);
-                    extra_src.push(None);
-                }
-            }
-        }
+        let (mut extra_vals, mut extra_src) = extras(obj, values);
         let mut acc = Acc::new(chain.len());
         // Gradient by parameter-table row, and the adjoint's jumps by time.
         let mut by_row = vec![0.0; values.len()];
@@ -143,17 +123,7 @@ impl Adjoints {
             };
             let meas = &obj.problem.measurements[r.measurement];
             let code = &obj.observables[r.observable];
-            for (slots, given) in [(&code.obs_slots, &r.obs_vals), (&code.noise_slots, &r.noise_vals)] {
-                for (slot, v) in slots.iter().zip(given) {
-                    if let Some(k) = slot {
-                        extra_vals[*k] = v.get(values);
-                        extra_src[*k] = match v {
-                            Val::Parameter(i) => Some(*i),
-                            Val::Number(_) => None,
-                        };
-                    }
-                }
-            }
+            fill_placeholders(code, r, values, &mut extra_vals, &mut extra_src);
             let (row, t) = (traj.row(ti), e.times[ti]);
             let env = RowEnv { col_of: &obj.col_of, row, extras: &extra_vals, n_model: obj.n_model, t };
             let h = eval(&code.h, &env);

@@ -665,6 +665,18 @@ impl Objective {
         Ok(total)
     }
 
+    /// A time course from t = 0 with outputs at `times`, at the problem's tolerances.
+    pub(crate) fn time_course(&self, times: Vec<f64>) -> TimeCourse {
+        TimeCourse {
+            start: 0.0,
+            times: Some(times),
+            rtol: self.settings.rtol,
+            atol: self.settings.atol,
+            max_steps: self.settings.max_steps,
+            ..TimeCourse::default()
+        }
+    }
+
     /// One simulation of `sim` (the model, or the sensitivity system) from
     /// t = 0 with outputs at `times`, then (if `steady`) on a geometric grid
     /// up to `max_time` later.
@@ -691,14 +703,7 @@ impl Objective {
                 dt *= 10.0;
             }
         }
-        let tc = TimeCourse {
-            start: 0.0,
-            times: Some(all),
-            rtol: self.settings.rtol,
-            atol: self.settings.atol,
-            max_steps: self.settings.max_steps,
-            ..TimeCourse::default()
-        };
+        let tc = self.time_course(all);
         vht_sim::simulate(sim, &tc, outputs, overrides)
             .map_err(|error| FitError::Simulation { condition: condition.to_string(), error })
     }

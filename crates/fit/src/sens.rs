@@ -724,37 +724,14 @@ impl Sensitivities {
 
         let ne = chain.len();
         let mut acc = Acc::new(ne);
-        let mut extra_vals: Vec<f64> = Vec::with_capacity(obj.extras.len());
-        let mut extra_src: Vec<Option<usize>> = Vec::with_capacity(obj.extras.len());
-        for x in &obj.extras {
-            match x {
-                Extra::Parameter(i) => {
-                    extra_vals.push(values[*i]);
-                    extra_src.push(Some(*i));
-                }
-                Extra::Placeholder => {
-                    extra_vals.push(f64::NAN);
-                    extra_src.push(None);
-                }
-            }
-        }
+        let (mut extra_vals, mut extra_src) = extras(obj, values);
         // Scratch: derivative by parameter-table row.
         let mut dmu = vec![0.0; values.len()];
         let mut dsig = vec![0.0; values.len()];
         for r in &e.rows {
             let meas = &obj.problem.measurements[r.measurement];
             let code = &obj.observables[r.observable];
-            for (slots, given) in [(&code.obs_slots, &r.obs_vals), (&code.noise_slots, &r.noise_vals)] {
-                for (slot, v) in slots.iter().zip(given) {
-                    if let Some(k) = slot {
-                        extra_vals[*k] = v.get(values);
-                        extra_src[*k] = match v {
-                            Val::Parameter(i) => Some(*i),
-                            Val::Number(_) => None,
-                        };
-                    }
-                }
-            }
+            fill_placeholders(code, r, values, &mut extra_vals, &mut extra_src);
             let (row, t) = match (r.time, &ss) {
                 (Some(i), _) => (traj.row(i), e.times[i]),
                 (None, Some((t, row))) => (row.as_slice(), *t),
@@ -802,6 +779,40 @@ impl Sensitivities {
             acc.outer(w_sigma / (sigma * sigma), &sg);
         }
         Ok(acc)
+    }
+}
+
+/// The values of the objective's extras (parameter-table rows that are not
+/// model symbols; placeholders NaN until a row fills them), and the row each
+/// comes from.
+pub(crate) fn extras(obj: &Objective, values: &[f64]) -> (Vec<f64>, Vec<Option<usize>>) {
+    obj.extras
+        .iter()
+        .map(|x| match x {
+            Extra::Parameter(i) => (values[*i], Some(*i)),
+            Extra::Placeholder => (f64::NAN, None),
+        })
+        .unzip()
+}
+
+/// Fills a measurement's observable and noise placeholders.
+pub(crate) fn fill_placeholders(
+    code: &crate::objective::ObsCode,
+    r: &crate::objective::Row,
+    values: &[f64],
+    vals: &mut [f64],
+    src: &mut [Option<usize>],
+) {
+    for (slots, given) in [(&code.obs_slots, &r.obs_vals), (&code.noise_slots, &r.noise_vals)] {
+        for (slot, v) in slots.iter().zip(given) {
+            if let Some(k) = slot {
+                vals[*k] = v.get(values);
+                src[*k] = match v {
+                    Val::Parameter(i) => Some(*i),
+                    Val::Number(_) => None,
+                };
+            }
+        }
     }
 }
 
