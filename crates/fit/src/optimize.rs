@@ -183,6 +183,7 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
     let mut delta = 1.0;
     let mut iterations = 0;
     let mut failed_trials = 0;
+    let mut last_trial_failed = false;
     let stop = loop {
         if projected_gradient_norm(&x, &g, lb, ub) < tol.gatol {
             break Stop::Converged("projected gradient below gatol");
@@ -191,7 +192,11 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
             break Stop::MaxIterations;
         }
         if delta < tol.xtol {
-            break Stop::Converged("trust region below xtol");
+            break Stop::Converged(if last_trial_failed {
+                "trust region below xtol after failed trial points"
+            } else {
+                "trust region below xtol"
+            });
         }
         iterations += 1;
         // Free variables: not at a bound the gradient pushes against.
@@ -255,10 +260,12 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
         evaluations += 1;
         let fnew = f.value(&xn).filter(|v| v.is_finite());
         failed_trials += usize::from(fnew.is_none());
+        last_trial_failed = fnew.is_none();
         let rho = match fnew {
             Some(fv) => (fv - fx) / pred,
             None => -1.0,
         };
+        let delta_iter = delta;
         if rho < 0.25 {
             delta = 0.25 * snorm.min(delta);
         } else if rho > 0.75 && snorm > 0.9 * delta {
@@ -279,8 +286,12 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
                     }
                 }
                 _ => {
+                    last_trial_failed = true;
+                    // No gradient there (on Fujita: the sensitivity system
+                    // fails where the model alone runs): a failed trial
+                    // point like any other, whatever its value promised.
                     failed_trials += 1;
-                    delta *= 0.25;
+                    delta = 0.25 * snorm.min(delta_iter);
                 }
             }
         }
@@ -492,5 +503,43 @@ mod tests {
         let h = DMatrix::from_row_slice(2, 2, &[2.0, 0.0, 0.0, -1.0]);
         let p = tr_subproblem(&g, &h, 1.0);
         assert!((p.norm() - 1.0).abs() < 1e-8 && p[1].abs() > 0.5, "{p}");
+    }
+
+    /// `|x - (1, 1)|^2` with a Hessian approximation 10 times too small (so
+    /// model steps overshoot 10-fold), that cannot be computed where
+    /// `x0 + x1 > 2.5` (the value, as a failed simulation) or, with `grad_only`,
+    /// only its gradient fails there (a sensitivity system that fails where
+    /// the model itself runs).
+    struct Fragile {
+        grad_only: bool,
+    }
+    impl Smooth for Fragile {
+        fn value(&self, x: &[f64]) -> Option<f64> {
+            (self.grad_only || x[0] + x[1] <= 2.5).then(|| (x[0] - 1.0).powi(2) + (x[1] - 1.0).powi(2))
+        }
+        fn value_gradient(&self, x: &[f64]) -> Option<(f64, Vec<f64>, Vec<Vec<f64>>)> {
+            if x[0] + x[1] > 2.5 {
+                return None;
+            }
+            let f = self.value(x)?;
+            Some((f, vec![2.0 * (x[0] - 1.0), 2.0 * (x[1] - 1.0)], vec![vec![0.2, 0.0], vec![0.0, 0.2]]))
+        }
+    }
+
+    #[test]
+    fn failed_trial_points_shrink_the_region_and_the_minimum_is_still_reached() {
+        for grad_only in [false, true] {
+            let f = Fragile { grad_only };
+            let r = trust_region(&f, &[-3.0, -3.0], &[-5.0, -5.0], &[5.0, 5.0], &Tolerances::default());
+            assert!(r.failed_trials > 0, "grad_only {grad_only}: no trial point failed, the test tests nothing");
+            assert!(matches!(r.stop, Stop::Converged(_)), "grad_only {grad_only}: {:?}", r.stop);
+            assert!((r.x[0] - 1.0).abs() < 1e-3 && (r.x[1] - 1.0).abs() < 1e-3, "grad_only {grad_only}: {:?}", r.x);
+            let r = lbfgsb(&f, &[-3.0, -3.0], &[-5.0, -5.0], &[5.0, 5.0], &Tolerances::default());
+            assert!(
+                (r.x[0] - 1.0).abs() < 1e-3 && (r.x[1] - 1.0).abs() < 1e-3,
+                "lbfgsb, grad_only {grad_only}: {:?}",
+                r.x
+            );
+        }
     }
 }
