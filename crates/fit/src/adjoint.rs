@@ -18,7 +18,8 @@
 //! measurement), so this suits optimisers that use only the gradient
 //! (L-BFGS). Experiments it does not cover (measurements at steady state,
 //! `inf` times) use forward sensitivities; models with events, algebraic
-//! rules or delays are refused when it is built.
+//! rules or delays, or with switches (piecewise conditions in rates) whose
+//! time moves with the estimated parameters, are refused when it is built.
 
 use std::collections::HashMap;
 
@@ -57,6 +58,13 @@ pub(crate) fn build(obj: &Objective, sens: &Sensitivities) -> Result<Adjoints, F
     let syms: Vec<Sym> = params.iter().map(|(s, _)| *s).collect();
     let file = obj.problem.model.clone();
     let unsupported = |what: String| FitError::Sensitivities { file: file.clone(), what };
+    if sens.sim.model.events.len() > sim.model.events.len() {
+        return Err(unsupported(
+            "a switch of the vector field (a piecewise condition in a rate or rule) moves with the estimated \
+             parameters; the adjoint's jumps there are not implemented (forward sensitivities handle it)"
+                .into(),
+        ));
+    }
     let adj = Adjoint::new(sim, &syms).map_err(|e| unsupported(e.to_string()))?;
     let mut assigned = HashMap::new();
     let mut read = Vec::new();

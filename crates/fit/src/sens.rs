@@ -44,11 +44,19 @@
 //! `dtau/dp = -(dg/dx s- + dg/dp) / (dg/dx f- + dg/dt)` for a trigger `g > 0`;
 //! `dtau/dp = 0` for a trigger on time at a fixed time (doses).
 //!
+//! Switches of the vector field (order relations in rates and rules, as in
+//! `piecewise(dose, t < t_end, 0)` or a production gated by `x > thr`)
+//! whose crossing time depends on the directions make the tangents jump by
+//! `(f- - f+) dtau/dp`: each such relation gets two events in the extended
+//! model (upward and downward crossings of `g`) carrying only those jumps,
+//! with `f-`, `f+` the rates with the relation held at its value before and
+//! after (through the rules that read it).
+//!
 //! Not handled (an error names it): events whose time depends on an
 //! estimated parameter through a delay, or through a trigger that is not a
-//! single comparison; algebraic rules and `delay`. A `piecewise` whose
-//! switching time depends on an estimated parameter would also need a jump;
-//! the benchmark problems switch at fixed (condition-given) times only.
+//! single comparison; `floor`, `ceil`, `rem`, `quotient`, `=` and `!=` of
+//! quantities that depend on estimated parameters; algebraic rules and
+//! `delay`.
 
 use rayon::prelude::*;
 use vht_ir::eval::eval;
@@ -430,6 +438,89 @@ pub(crate) fn build(obj: &Objective) -> Result<Sensitivities, FitError> {
             }
         }
         ext.events[k].assignments.extend(jumps);
+    }
+
+    // Switches of the vector field (order relations in rates and rules,
+    // e.g. `piecewise(dose, t < t_end, 0)`) whose crossing time depends on
+    // the directions: the rates jump there, so the tangents jump by
+    // `(f- - f+) dtau/dp` (the event rule with no assignment). Each such
+    // relation gets two events in the extended model, one per direction of
+    // crossing, that carry only those jumps; `f-` and `f+` are the rates
+    // with the relation held at its value before and after the crossing.
+    let mut atoms: Vec<Expr> = Vec::new();
+    for sym in &model.symbols {
+        let e = match &sym.kind {
+            SymbolKind::State { rate } => rate,
+            SymbolKind::Assigned { expr } => expr,
+            _ => continue,
+        };
+        let mut bad = None;
+        e.walk(&mut |x| match x {
+            Expr::Bin(BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, ..) => {
+                if !atoms.contains(x) {
+                    atoms.push(x.clone());
+                }
+            }
+            Expr::Un(UnOp::Floor | UnOp::Ceil, a) | Expr::Bin(BinOp::Rem | BinOp::Quotient, a, _) => {
+                bad = bad.or(depends(a));
+            }
+            Expr::Bin(BinOp::Eq | BinOp::Neq, a, b) => bad = bad.or(depends(a)).or(depends(b)),
+            _ => {}
+        });
+        if let Some(r) = bad {
+            return Err(unsupported(format!(
+                "'{}' switches (floor, ceil, rem, quotient, = or !=) at a time that depends on '{}', which depends on \
+                 estimated parameters; sensitivities across such switches are not implemented",
+                sym.name,
+                model.symbols[r.index()].name
+            )));
+        }
+    }
+    for (k, atom) in atoms.iter().enumerate() {
+        let Some(g) = crossing(atom) else { continue };
+        let timed: Vec<usize> =
+            (0..nd).filter(|&j| g.instant_symbols().iter().any(|r| r.index() < n && dep[r.index()][j])).collect();
+        if timed.is_empty() {
+            continue;
+        }
+        let parts = partials(&g, &format!("switch {k}"), false, &mut ext);
+        // `crossing` gives the `g` that is positive where the relation holds.
+        for upward in [true, false] {
+            let (before, after) = (!upward, upward);
+            let dg = force(model, &time_derivative(model, &g), atom, before);
+            let at_start = Expr::bin(BinOp::Le, Expr::Time, Expr::Num(0.0));
+            let mut assignments = Vec::new();
+            for (b, tangents) in tangent.iter().enumerate() {
+                let SymbolKind::State { rate } = &model.symbols[b].kind else { continue };
+                let jump = simplify(force(model, rate, atom, before) - force(model, rate, atom, after));
+                if jump.is_num(0.0) {
+                    continue;
+                }
+                for &(j, t) in tangents {
+                    if !timed.contains(&j) {
+                        continue;
+                    }
+                    let dtau = Expr::Num(0.0) - along(&parts, j) / dg.clone();
+                    let dtau = Expr::Piecewise(vec![(Expr::Num(0.0), at_start.clone())], Box::new(dtau));
+                    assignments.push(vht_ir::EventAssignment { target: t, value: Expr::Sym(t) + jump.clone() * dtau });
+                }
+            }
+            if assignments.is_empty() {
+                continue;
+            }
+            let op = if upward { BinOp::Ge } else { BinOp::Le };
+            ext.events.push(vht_ir::Event {
+                name: format!("switch {k} ({})", if upward { "upward" } else { "downward" }),
+                trigger: Expr::bin(op, g.clone(), Expr::Num(0.0)),
+                // Not at the start: only crossings move.
+                initial_value: true,
+                persistent: true,
+                delay: None,
+                priority: None,
+                use_values_from_trigger_time: true,
+                assignments,
+            });
+        }
     }
 
     // Output columns: the objective's own, then the tangents it reads.
@@ -851,6 +942,36 @@ fn crossing(trigger: &Expr) -> Option<Expr> {
         Expr::Bin(BinOp::Lt | BinOp::Le, a, b) => Some((**b).clone() - (**a).clone()),
         _ => None,
     }
+}
+
+/// `e` with the order relation `atom` held at `value` (through the assigned
+/// symbols that read it, which are inlined).
+fn force(model: &vht_ir::Model, e: &Expr, atom: &Expr, value: bool) -> Expr {
+    e.clone().map(&mut |x| match x {
+        x if &x == atom => Expr::Num(if value { 1.0 } else { 0.0 }),
+        Expr::Sym(s) => match model.symbols.get(s.index()).map(|m| &m.kind) {
+            Some(SymbolKind::Assigned { expr }) if mentions(model, expr, atom) => force(model, expr, atom, value),
+            _ => Expr::Sym(s),
+        },
+        x => x,
+    })
+}
+
+/// Whether `e` reads `atom`, directly or through assigned symbols.
+fn mentions(model: &vht_ir::Model, e: &Expr, atom: &Expr) -> bool {
+    let mut found = false;
+    e.walk(&mut |y| {
+        if found {
+            return;
+        }
+        found |= y == atom;
+        if let Expr::Sym(s) = y {
+            if let Some(SymbolKind::Assigned { expr }) = model.symbols.get(s.index()).map(|m| &m.kind) {
+                found |= mentions(model, expr, atom);
+            }
+        }
+    });
+    found
 }
 
 /// Which symbols an event changes, in value or in rate: its targets, the
