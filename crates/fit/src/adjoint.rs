@@ -17,9 +17,11 @@
 //! There is no Gauss-Newton Hessian (that needs the tangents at every
 //! measurement), so this suits optimisers that use only the gradient
 //! (L-BFGS). Experiments it does not cover (measurements at steady state,
-//! `inf` times) use forward sensitivities; models with events, algebraic
-//! rules or delays, or with switches (piecewise conditions in rates) whose
-//! time moves with the estimated parameters, are refused when it is built.
+//! `inf` times) use forward sensitivities. Events at fixed times (doses)
+//! are covered; models with events whose time moves with the parameters or
+//! that assign parameters, algebraic rules, delays, or switches (piecewise
+//! conditions in rates) whose time moves with the estimated parameters are
+//! refused when it is built.
 
 use std::collections::HashMap;
 

@@ -48,7 +48,8 @@ pub enum Gradient {
     /// one backward run per condition whatever the number of parameters
     /// (see the `adjoint` module). For gradient-only optimisers (L-BFGS);
     /// experiments with steady-state measurements still use forward
-    /// sensitivities; models with events are refused.
+    /// sensitivities; models with events whose time moves with the parameters
+    /// are refused (fixed-time doses are covered).
     Adjoint,
 }
 

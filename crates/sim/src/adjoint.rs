@@ -20,9 +20,14 @@
 //! step on the integrator's dense output. The run restarts at output times
 //! (jumps) and where the forward run restarted (switches of the vector field).
 //!
-//! Not covered (an error says so): events (their jumps of `λ` and the shift
-//! of event times), algebraic rules and `delay`. Switch times must not
-//! depend on the parameters (as for the forward sensitivities).
+//! Events at fixed times (doses: the trigger reads time and parameters that
+//! are not differentiated, no delay, assignments to states) are crossed
+//! backwards with the Jacobian of their assignments at the state before
+//! them, recorded by the forward run: `λ- = (∂h/∂x)^T λ+`, `μ += (∂h/∂p)^T λ+`.
+//! Not covered (an error says so): events whose time moves with the state or
+//! the parameters, with delays, or that assign parameters; algebraic rules
+//! and `delay`. Switch times must not depend on the parameters (as for the
+//! forward sensitivities, the caller checks).
 
 use std::cell::RefCell;
 
@@ -54,6 +59,79 @@ pub struct Adjoint {
     /// Jacobian is their transpose (`structure`, in this order).
     state_entries: Vec<usize>,
     structure: JacobianStructure,
+    /// Per event of the model: the Jacobian of its assignments.
+    events: Vec<EventJacobian>,
+}
+
+/// An event's assignments `x_i := h_i(x, p)` (states only) differentiated by
+/// `(y, params)`: going backwards through it, `λ_k := [k not assigned] λ_k
+/// + sum_i λ_i ∂h_i/∂x_k` and `μ_a += sum_i λ_i ∂h_i/∂p_a`.
+struct EventJacobian {
+    /// State index of each assignment (rows of `jac`).
+    targets: Vec<usize>,
+    jac: CompiledJacobian,
+}
+
+impl EventJacobian {
+    /// Only events whose time cannot move with `params` or the state (the
+    /// trigger reads time and other parameters alone, no delay) and that
+    /// assign states: then the event time's own sensitivity is zero.
+    fn new(sim: &Simulator, ev: &vht_ir::Event, wrt: &[Sym], params: &[Sym]) -> Result<EventJacobian, AdjointError> {
+        let model = &sim.model;
+        let layout = &sim.code.layout;
+        if ev.delay.is_some() {
+            return Err(AdjointError::Unsupported("events with delays"));
+        }
+        let mut moving = false;
+        visit_inputs(model, &ev.trigger, &mut |s| {
+            moving |= params.contains(&s) || layout.y.contains(&s);
+        });
+        if moving {
+            return Err(AdjointError::Unsupported(
+                "events whose time depends on the state or on the parameters being differentiated",
+            ));
+        }
+        let mut targets = Vec::new();
+        let mut values = Vec::new();
+        for a in &ev.assignments {
+            match layout.y[..sim.n_ode].iter().position(|&y| y == a.target) {
+                Some(i) => {
+                    targets.push(i);
+                    values.push(a.value.clone());
+                }
+                None => return Err(AdjointError::Unsupported("events that assign parameters")),
+            }
+        }
+        let jac = compile_jacobian(model, layout, &values, wrt, &vht_codegen::Options::default())?;
+        Ok(EventJacobian { targets, jac })
+    }
+
+    /// `λ`, `μ` from after the event (at the state `y` before it) to before it.
+    fn back(&self, n: usize, t: f64, y: &[f64], p: &[f64], lambda: &mut [f64], mu: &mut [f64]) {
+        let mut e = vec![0.0; self.jac.pattern.len()];
+        self.jac.values.eval(t, y, p, &mut e, &NoDelays);
+        let after: Vec<f64> = self.targets.iter().map(|&i| lambda[i]).collect();
+        for &i in &self.targets {
+            lambda[i] = 0.0;
+        }
+        for (k, &(r, c)) in self.jac.pattern.iter().enumerate() {
+            if c < n {
+                lambda[c] += after[r] * e[k];
+            } else {
+                mu[c - n] += after[r] * e[k];
+            }
+        }
+    }
+}
+
+/// The symbols stored in y or p that `e` reads, directly or through rules.
+fn visit_inputs(model: &vht_ir::Model, e: &vht_ir::Expr, f: &mut dyn FnMut(Sym)) {
+    for s in e.instant_symbols() {
+        match &model.symbol(s).kind {
+            vht_ir::SymbolKind::Assigned { expr } => visit_inputs(model, expr, f),
+            _ => f(s),
+        }
+    }
 }
 
 /// The adjoint at the start of the run: `λ(t0)` (one per ODE state, in the
@@ -78,9 +156,6 @@ impl Adjoint {
     /// parameters, stored in the layout's p).
     pub fn new(sim: &Simulator, params: &[Sym]) -> Result<Adjoint, AdjointError> {
         let model = &sim.model;
-        if !model.events.is_empty() {
-            return Err(AdjointError::Unsupported("events"));
-        }
         if sim.n_alg > 0 {
             return Err(AdjointError::Unsupported("algebraic rules"));
         }
@@ -102,7 +177,9 @@ impl Adjoint {
         let entries: Vec<(usize, usize)> =
             state_entries.iter().map(|&k| (jac.pattern[k].1, jac.pattern[k].0)).collect();
         let structure = JacobianStructure::new(n, &entries)?;
-        Ok(Adjoint { n, m: params.len(), jac, state_entries, structure })
+        let events =
+            model.events.iter().map(|ev| EventJacobian::new(sim, ev, &wrt, params)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Adjoint { n, m: params.len(), jac, state_entries, structure, events })
     }
 
     /// Integrates the adjoint backwards over the run `dense`, from its last
@@ -118,7 +195,9 @@ impl Adjoint {
             return Err(SimError::Settings { reason: "adjoint jumps must be sorted and within the run".into() });
         }
         // Stops, latest first: jump times and the forward run's restarts.
+        let firings = dense.firings();
         let mut stops: Vec<f64> = jumps.iter().map(|j| j.t).collect();
+        stops.extend(firings.iter().map(|f| f.t).filter(|&t| t <= last.t));
         stops.extend(dense.restarts().into_iter().filter(|&t| t > t0 && t < last.t));
         stops.push(t0);
         stops.sort_by(|a, b| b.total_cmp(a));
@@ -147,12 +226,22 @@ impl Adjoint {
         };
         let mut mu = vec![0.0; m];
         let mut next_jump = jumps.len();
-        let apply = |t: f64, lambda: &mut [f64], mu: &mut [f64], next_jump: &mut usize| {
+        // Firings after the last jump cannot change the objective.
+        let mut next_firing = firings.partition_point(|f| f.t <= last.t);
+        let p = dense.p();
+        // At a time: the measurements there (they see the state after any
+        // event), then the events fired there, last first.
+        let mut apply = |t: f64, lambda: &mut [f64], mu: &mut [f64], next_jump: &mut usize| {
             while *next_jump > 0 && jumps[*next_jump - 1].t >= t {
                 let j = &jumps[*next_jump - 1];
                 lambda.iter_mut().zip(&j.dlambda).for_each(|(a, b)| *a += b);
                 mu.iter_mut().zip(&j.dmu).for_each(|(a, b)| *a += b);
                 *next_jump -= 1;
+            }
+            while next_firing > 0 && firings[next_firing - 1].t >= t {
+                let f = &firings[next_firing - 1];
+                self.events[f.event].back(n, f.t, &f.y, p, lambda, mu);
+                next_firing -= 1;
             }
         };
         let mut lambda = vec![0.0; n];

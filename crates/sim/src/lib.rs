@@ -41,6 +41,8 @@ mod switches;
 
 pub use adjoint::{Adjoint, AdjointError, AdjointResult, Jump};
 pub use cohort::{simulate_cohort, CohortSummary};
-pub use run::{initial_values, simulate, simulate_dense, Column, Dense, Outputs, SimError, TimeCourse, Trajectory};
+pub use run::{
+    initial_values, simulate, simulate_dense, Column, Dense, Firing, Outputs, SimError, TimeCourse, Trajectory,
+};
 pub use simulator::{BuildError, Simulator};
 pub use vht_solver::{LinearSolver, Stats};

@@ -138,7 +138,13 @@ pub fn simulate_dense(
     let run = Run::new(sim, tc, overrides, true)?;
     let traj = run.go(tc, &times, &outputs.names, &outputs.function)?;
     let p = run.p.borrow().clone();
-    let dense = Dense { history: run.history.into_inner(), n_y: sim.n_y(), p, start: tc.start };
+    let dense = Dense {
+        history: run.history.into_inner(),
+        firings: run.firings.into_inner(),
+        n_y: sim.n_y(),
+        p,
+        start: tc.start,
+    };
     Ok((traj, dense))
 }
 
@@ -149,6 +155,15 @@ pub fn initial_values(sim: &Simulator, start: f64, overrides: &[(Sym, f64)]) -> 
     Ok(Run::new(sim, &tc, overrides, false)?.vals0)
 }
 
+/// One execution of an event in a dense run: when, which (index into the
+/// model's events) and the state `y` just before it.
+#[derive(Clone, Debug)]
+pub struct Firing {
+    pub t: f64,
+    pub event: usize,
+    pub y: Vec<f64>,
+}
+
 /// The solution of a run between its output times: cubic Hermite
 /// interpolation between the integrator's accepted steps (the interpolant
 /// the integrator's own error control vouches for at its step ends, and
@@ -156,6 +171,7 @@ pub fn initial_values(sim: &Simulator, start: f64, overrides: &[(Sym, f64)]) -> 
 /// (an event or a switch of the vector field).
 pub struct Dense {
     history: History,
+    firings: Vec<Firing>,
     n_y: usize,
     /// The parameters at the end of the run.
     p: Vec<f64>,
@@ -179,6 +195,11 @@ impl Dense {
         self.start
     }
 
+    /// The event executions, in order.
+    pub fn firings(&self) -> &[Firing] {
+        &self.firings
+    }
+
     /// The times where the run restarted (the vector field may jump there).
     pub fn restarts(&self) -> Vec<f64> {
         self.history.repeated_times()
@@ -196,8 +217,9 @@ struct Run<'s> {
     z: RefCell<Vec<f64>>,
     alg_failed: Cell<Option<f64>>,
     /// Keep every accepted step in `history` (for [`simulate_dense`]), not
-    /// only for delays.
+    /// only for delays, and every event execution in `firings`.
     dense: bool,
+    firings: RefCell<Vec<Firing>>,
     history: RefCell<History>,
     /// The latest point the model was evaluated at, `(t, y)`: a delay
     /// shorter than the current step reads between the history and here.
@@ -264,6 +286,7 @@ impl<'s> Run<'s> {
             z: RefCell::new(z),
             alg_failed: Cell::new(None),
             dense,
+            firings: RefCell::new(Vec::new()),
             // Samples hold y, then the parameters (events change those).
             history: RefCell::new(History::new(sim.n_y() + sim.code.layout.p.len())),
             now: RefCell::new((f64::NEG_INFINITY, vec![0.0; sim.n_y() + sim.code.layout.p.len()])),
@@ -802,6 +825,9 @@ impl<'s> Run<'s> {
             };
             let pending = queue.pending.remove(k);
             let ev = &events[pending.event];
+            if self.dense {
+                self.firings.borrow_mut().push(Firing { t, event: pending.event, y: y.clone() });
+            }
             let new_values: Vec<f64> = match pending.values {
                 Some(v) => v,
                 None => ev.assignments.iter().map(|a| eval(&a.value, &env)).collect(),
