@@ -453,7 +453,12 @@ impl Objective {
 
     /// The adjoint system, built on first use.
     pub(crate) fn adjoints(&self, sens: &crate::sens::Sensitivities) -> Result<&crate::adjoint::Adjoints, FitError> {
-        let built = self.adjoint.get_or_init(|| crate::adjoint::build(self, sens).map_err(|e| e.to_string()));
+        let built = self.adjoint.get_or_init(|| {
+            crate::adjoint::build(self, sens).map_err(|e| match e {
+                FitError::Sensitivities { what, .. } => what,
+                e => e.to_string(),
+            })
+        });
         built.as_ref().map_err(|what| FitError::Adjoint { file: self.problem.model.clone(), what: what.clone() })
     }
 
