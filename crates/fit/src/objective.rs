@@ -718,7 +718,12 @@ impl Objective {
     /// at or after `from` where the state has stopped moving (or the last row
     /// if none has), polished by Newton's method (see [`crate::steady`]); the
     /// simulated row where Newton does not succeed. Gives the time and the row.
-    fn steady_point(&self, traj: &Trajectory, from: usize, condition: &str) -> Result<(f64, Vec<f64>), FitError> {
+    pub(crate) fn steady_point(
+        &self,
+        traj: &Trajectory,
+        from: usize,
+        condition: &str,
+    ) -> Result<(f64, Vec<f64>), FitError> {
         let found = self.steady_row(traj, from, condition);
         let last = traj.times.len().checked_sub(1).filter(|&l| l >= from);
         if let Some(i) = found.as_ref().ok().copied().or(last) {

@@ -721,8 +721,67 @@ impl Sensitivities {
     }
 
     /// The output row at the steady state of a pre-equilibration condition.
-    pub(crate) fn preequilibrate(&self, obj: &Objective, pre: usize, values: &[f64]) -> Result<Vec<f64>, FitError> {
+    /// The output row at the steady state of a pre-equilibration
+    /// condition, with the tangents by Newton without integrating them:
+    /// the model alone is run to its steady state (and polished), then
+    /// `J s = -df/dp` is solved with the conserved totals of the tangents'
+    /// initial values (`L s` does not change along a run). `None` where
+    /// Newton is not accepted (then [`Self::preequilibrate`] integrates the
+    /// tangents too).
+    pub(crate) fn preequilibrate_newton(
+        &self,
+        obj: &Objective,
+        pre: usize,
+        values: &[f64],
+    ) -> Result<Option<Vec<f64>>, FitError> {
+        let n = obj.sim.code.layout.n_ode;
+        if self.tstate.len() != n {
+            return Ok(None);
+        }
         let name = &obj.problem.conditions[pre].id;
+        let ovs = self.preequilibration_overrides(obj, pre, values);
+        let plain: Vec<(Sym, f64)> = ovs.iter().map(|o| (o.sym, o.value)).collect();
+        let traj = obj.run_on(&obj.sim, &obj.steady.outputs, &[], true, &plain, name)?;
+        let (t, row) = obj.steady_point(&traj, 0, name)?;
+        let (y, p) = obj.steady.split(&row);
+        let Some(st) = crate::steady::newton(&obj.sim, t, &y[..n], p, &obj.settings.steady_state) else {
+            return Ok(None);
+        };
+        let vals = vht_sim::initial_values(&self.sim, 0.0, &self.overrides(&ovs))
+            .map_err(|error| FitError::Simulation { condition: name.clone(), error })?;
+        let le = &self.sim.code.layout;
+        let mut ye: Vec<f64> = le.y.iter().map(|s| vals[s.index()]).collect();
+        let pe: Vec<f64> = le.p.iter().map(|s| vals[s.index()]).collect();
+        ye[..n].copy_from_slice(&st.x);
+        let initial = ye.clone();
+        // The tangents' rates at zero tangents are df/dp (they are J s + df/dp).
+        for &(_, k) in self.tstate.iter().flatten() {
+            ye[k] = 0.0;
+        }
+        let mut rates = vec![0.0; self.sim.code.rhs.len()];
+        self.sim.code.rhs.eval(t, &ye, &pe, &mut rates, &vht_codegen::NoDelays);
+        let (mut fp, mut now) = (vec![0.0; n], vec![0.0; n]);
+        for j in 0..self.dirs.len() {
+            fp.iter_mut().for_each(|v| *v = 0.0);
+            now.iter_mut().for_each(|v| *v = 0.0);
+            for (x, ts) in self.tstate.iter().enumerate() {
+                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
+                    fp[x] = rates[k];
+                    now[x] = initial[k];
+                }
+            }
+            let Some(s) = st.tangent(&fp, &now) else { return Ok(None) };
+            for (x, ts) in self.tstate.iter().enumerate() {
+                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
+                    ye[k] = s[x];
+                }
+            }
+        }
+        Ok(Some(self.steady.row(t, &ye, &pe)))
+    }
+
+    /// What a pre-equilibration condition sets, with derivatives.
+    fn preequilibration_overrides(&self, obj: &Objective, pre: usize, values: &[f64]) -> Vec<Ov> {
         let mut ovs = Vec::new();
         for &(t, v) in &obj.condition_targets[pre] {
             let x = v.get(values);
@@ -735,6 +794,12 @@ impl Sensitivities {
             }
         }
         self.base(obj, values, &mut ovs);
+        ovs
+    }
+
+    pub(crate) fn preequilibrate(&self, obj: &Objective, pre: usize, values: &[f64]) -> Result<Vec<f64>, FitError> {
+        let name = &obj.problem.conditions[pre].id;
+        let ovs = self.preequilibration_overrides(obj, pre, values);
         let traj = obj.run_on(&self.sim, &self.steady.outputs, &[], true, &self.overrides(&ovs), name)?;
         Ok(self.steady_point(obj, &traj, 0, name)?.1)
     }
@@ -1132,8 +1197,16 @@ pub(crate) fn evaluate(obj: &Objective, x: &[f64]) -> Result<crate::WithGradient
     let mut pres: Vec<usize> = obj.experiments.iter().filter_map(|e| e.preeq).collect();
     pres.sort();
     pres.dedup();
-    let pre_rows: Vec<(usize, Vec<f64>)> =
-        pres.par_iter().map(|&p| sens.preequilibrate(obj, p, &values).map(|r| (p, r))).collect::<Result<_, _>>()?;
+    let pre_rows: Vec<(usize, Vec<f64>)> = pres
+        .par_iter()
+        .map(|&p| {
+            let row = match sens.preequilibrate_newton(obj, p, &values)? {
+                Some(row) => row,
+                None => sens.preequilibrate(obj, p, &values)?,
+            };
+            Ok((p, row))
+        })
+        .collect::<Result<_, FitError>>()?;
     let n = estimated.len();
     let adjoint = match obj.settings.gradient {
         crate::Gradient::Forward => None,
