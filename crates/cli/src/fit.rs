@@ -80,9 +80,11 @@ pub(crate) struct Multistart {
     pub(crate) optimizer: String,
     /// Gradients by forward sensitivities (with the Gauss-Newton Hessian
     /// fides needs) or by adjoint sensitivities (gradient only, with
-    /// lbfgsb; faster for many parameters: 3x on Bachmann_MSB2011's 113,
-    /// 2x on Lucarelli_CellSystems2018's 84, slower below ~40).
-    #[arg(long, default_value = "forward", value_parser = ["forward", "adjoint"])]
+    /// lbfgsb; faster for many parameters: 2.9x on Bachmann_MSB2011's 113,
+    /// 2.1x on Lucarelli_CellSystems2018's 84, slower below ~40). auto:
+    /// with lbfgsb, both are timed at the nominal point and the adjoint is
+    /// used if it is faster and agrees with the forward gradient (to 1e-3).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "forward", "adjoint"])]
     pub(crate) gradient: String,
     /// Seed of the starting points (and of the prediction-band draws).
     #[arg(long, default_value_t = 0)]
@@ -111,7 +113,7 @@ impl EstimateArgs {
             atol: i.atol,
             starts: m.starts,
             lbfgsb: m.optimizer == "lbfgsb",
-            adjoint: m.gradient == "adjoint",
+            gradient: m.gradient.clone(),
             seed: m.seed,
             max_iterations: m.max_iterations,
             threads: m.threads,
@@ -201,8 +203,8 @@ pub(crate) struct EstimateArgs {
     pub(crate) atol: f64,
     pub(crate) starts: usize,
     pub(crate) lbfgsb: bool,
-    /// Adjoint gradients for the multistart (needs `lbfgsb`).
-    pub(crate) adjoint: bool,
+    /// `forward`, `adjoint` (needs `lbfgsb`) or `auto`.
+    pub(crate) gradient: String,
     pub(crate) seed: u64,
     pub(crate) max_iterations: usize,
     pub(crate) threads: Option<usize>,
@@ -232,10 +234,10 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "problem".into());
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("fit-{stem}")));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    if a.adjoint && !a.lbfgsb {
+    if a.gradient == "adjoint" && !a.lbfgsb {
         bail!("--gradient adjoint gives no Gauss-Newton Hessian for the fides trust region: use it with --optimizer lbfgsb");
     }
-    let gradient = if a.adjoint { vht_fit::Gradient::Adjoint } else { vht_fit::Gradient::Forward };
+    let gradient = if a.gradient == "adjoint" { vht_fit::Gradient::Adjoint } else { vht_fit::Gradient::Forward };
     let settings =
         vht_fit::Settings { rtol: a.rtol, atol: a.atol, max_steps: a.max_steps, gradient, ..Default::default() };
     let mut objective = vht_fit::Objective::new(problem, settings)?;
@@ -256,6 +258,14 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
         }
     }
     let t_grad = t_grad.elapsed().as_secs_f64();
+    let chosen = if a.gradient == "auto" && a.lbfgsb {
+        let (gradient, why) = choose_gradient(&mut objective, &x_nominal);
+        eprintln!("gradient: {} ({why})", if gradient == vht_fit::Gradient::Adjoint { "adjoint" } else { "forward" });
+        gradient
+    } else {
+        objective.settings.gradient
+    };
+    objective.settings.gradient = chosen;
     let options = vht_fit::FitOptions {
         starts: a.starts,
         optimizer: if a.lbfgsb { vht_fit::Optimizer::Lbfgsb } else { vht_fit::Optimizer::TrustRegion },
@@ -279,7 +289,7 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", out.join("waterfall.svg").display()))?;
     // Profiles and bands use the Gauss-Newton Hessian: forward sensitivities.
     objective.settings.gradient = vht_fit::Gradient::Forward;
-    let summary = summary(&stem, a, &result, t_grad, t0.elapsed().as_secs_f64());
+    let summary = summary(&stem, a, chosen, &result, t_grad, t0.elapsed().as_secs_f64());
     std::fs::write(out.join("summary.json"), &summary.json)?;
     std::fs::write(out.join("summary.md"), &summary.markdown)?;
 
@@ -412,7 +422,55 @@ struct Summary {
     markdown: String,
 }
 
-fn summary(name: &str, a: &EstimateArgs, r: &vht_fit::FitResult, t_grad: f64, total: f64) -> Summary {
+/// For `--gradient auto` with L-BFGS: the adjoint where it can be built, is
+/// faster than forward sensitivities at `x` (best of three) and agrees with
+/// them (|adjoint - forward| <= 1e-3 max(|forward|, 1) for every entry; at
+/// fitting tolerances a larger difference means the adjoint is losing
+/// accuracy, as on Fujita_SciSignal2010's fast binding). Leaves the
+/// objective's setting as it found it; gives the choice and why.
+fn choose_gradient(objective: &mut vht_fit::Objective, x: &[f64]) -> (vht_fit::Gradient, String) {
+    use vht_fit::Gradient;
+    let timed = |o: &vht_fit::Objective| -> Option<(f64, Vec<f64>)> {
+        let mut best = f64::INFINITY;
+        let mut g = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            g = o.evaluate_with_gradient(x).ok()?.1;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Some((best, g))
+    };
+    let before = objective.settings.gradient;
+    objective.settings.gradient = Gradient::Forward;
+    let forward = timed(objective);
+    objective.settings.gradient = Gradient::Adjoint;
+    let adjoint = objective.adjoint_supported().map(|()| timed(objective));
+    objective.settings.gradient = before;
+    match (forward, adjoint) {
+        (_, Err(e)) => (Gradient::Forward, format!("no adjoint: {e}")),
+        (None, _) | (_, Ok(None)) => (Gradient::Forward, "the nominal point does not simulate: no comparison".into()),
+        (Some((tf, gf)), Ok(Some((ta, ga)))) => {
+            let worst = gf.iter().zip(&ga).map(|(f, a)| (a - f).abs() / f.abs().max(1.0)).fold(0.0, f64::max);
+            let speed = format!("adjoint {:.1} ms, forward {:.1} ms at the nominal point", ta * 1e3, tf * 1e3);
+            if worst > 1e-3 {
+                (Gradient::Forward, format!("{speed}, but they differ by {worst:.1e}"))
+            } else if ta < tf {
+                (Gradient::Adjoint, format!("{speed}, agreeing to {worst:.1e}"))
+            } else {
+                (Gradient::Forward, speed)
+            }
+        }
+    }
+}
+
+fn summary(
+    name: &str,
+    a: &EstimateArgs,
+    chosen: vht_fit::Gradient,
+    r: &vht_fit::FitResult,
+    t_grad: f64,
+    total: f64,
+) -> Summary {
     let best = r.best.as_ref().map_or(f64::NAN, |b| b.fval);
     let count = |f: &dyn Fn(&vht_fit::StartResult) -> bool| r.starts.iter().filter(|s| f(s)).count();
     let converged = count(&|s| s.status == vht_fit::StartStatus::Converged);
@@ -424,7 +482,7 @@ fn summary(name: &str, a: &EstimateArgs, r: &vht_fit::FitResult, t_grad: f64, to
     let median_it = its.get(its.len() / 2).copied().unwrap_or(0);
     let evals: usize = r.starts.iter().map(|s| s.evaluations).sum();
     let optimizer = if a.lbfgsb { "lbfgsb" } else { "fides" };
-    let gradient = if a.adjoint { "adjoint" } else { "forward" };
+    let gradient = if chosen == vht_fit::Gradient::Adjoint { "adjoint" } else { "forward" };
     let threads = a.threads.map_or_else(|| "all".to_string(), |t| t.to_string());
     let json = format!(
         "{{\n  \"problem\": \"{name}\",\n  \"optimizer\": \"{optimizer}\",\n  \"gradient\": \"{gradient}\",\n  \"starts\": {},\n  \"seed\": {},\n  \"threads\": \"{threads}\",\n  \"best\": {},\n  \"within_0.1_of_best\": {near},\n  \"converged\": {converged},\n  \"max_iterations\": {max_it},\n  \"failed\": {failed},\n  \"median_iterations\": {median_it},\n  \"evaluations\": {evals},\n  \"multistart_seconds\": {:.3},\n  \"first_gradient_seconds\": {t_grad:.3},\n  \"total_seconds\": {total:.3},\n  \"fvals\": [{}]\n}}\n",
