@@ -8,7 +8,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::optimize::{self, Smooth, Stop, Tolerances};
-use crate::{FitError, Objective};
+use crate::{FitError, Objective, WithGradient};
 
 /// Settings of a multistart fit. Plain data.
 #[derive(Clone, Debug)]
@@ -186,8 +186,10 @@ pub const REDRAWS: usize = 10;
 /// recorded as failed, and a replacement point is drawn uniformly in the
 /// bounds and optimised instead (up to [`REDRAWS`] times per start; what
 /// pyPESTO does with `CheckedStartpoints(check_fval=True, check_grad=True)`,
-/// except that here the failed points stay in the result). Replacements
-/// are numbered from `options.starts` on and name the start they replace
+/// except that here the failed points stay in the result). If neither the
+/// Latin-hypercube points nor the first replacements can be simulated at
+/// all, redrawing stops there. Replacements are numbered from
+/// `options.starts` on and name the start they replace
 /// ([`StartResult::replaces`]); they are seeded by `options.seed` and the
 /// start's index, so the result does not depend on the thread count. Other
 /// starts go on whatever one start does.
@@ -217,6 +219,50 @@ fn redraw_stream(seed: u64, index: usize) -> Rng {
     Rng::new(seed ^ Rng::new(index as u64).next_u64())
 }
 
+/// [`AsSmooth`] that answers the first `value_gradient` at `x0` from the
+/// evaluation already made while checking the start point.
+struct StartKnown<'a> {
+    inner: AsSmooth<'a>,
+    first: Mutex<Option<(Vec<f64>, WithGradient)>>,
+}
+
+impl Smooth for StartKnown<'_> {
+    fn value(&self, x: &[f64]) -> Option<f64> {
+        self.inner.value(x)
+    }
+    fn value_gradient(&self, x: &[f64]) -> Option<WithGradient> {
+        let known = self.first.lock().ok().and_then(|mut first| first.take_if(|(x0, _)| x0.as_slice() == x));
+        match known {
+            Some((_, v)) => Some(v),
+            None => self.inner.value_gradient(x),
+        }
+    }
+}
+
+/// A start point that could not be evaluated.
+fn failed_start(index: usize, x0: Vec<f64>, why: String, seconds: f64) -> StartResult {
+    StartResult {
+        index,
+        x: x0.clone(),
+        x0,
+        fval: f64::NAN,
+        iterations: 0,
+        evaluations: 1,
+        seconds,
+        status: StartStatus::Failed(why),
+        replaces: None,
+    }
+}
+
+/// Runs the starts in two phases. First every start point is evaluated
+/// (objective, gradient and Hessian, which the optimisers need there anyway);
+/// points that fail are redrawn in rounds, all failed starts of a round in
+/// parallel, up to `redraws` rounds. If neither the given points nor the
+/// first round of redraws gave one runnable point, the problem cannot be
+/// simulated where we look, and redrawing stops (bounding the cost of a
+/// broken model to twice the starts). Rounds keep the result independent
+/// of the thread count. Then every start with a runnable point is
+/// optimised, in parallel.
 fn run_starts(
     objective: &Objective,
     options: &FitOptions,
@@ -225,13 +271,66 @@ fn run_starts(
 ) -> Result<FitResult, FitError> {
     let (lb, ub) = objective.scaled_bounds();
     let t0 = Instant::now();
-    let done = AtomicUsize::new(0);
-    let best = Mutex::new(f64::INFINITY);
     let total = starts.len();
     let tol = Tolerances { max_iterations: options.max_iterations, ..Tolerances::default() };
-    let local = |index: usize, x0: Vec<f64>| -> StartResult {
+    // 0 threads: rayon's default (all cores, or RAYON_NUM_THREADS).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads.map_or(0, |n| n.max(1)))
+        .build()
+        .map_err(|e| FitError::Threads { reason: e.to_string() })?;
+
+    // Per start: the points that failed, in order (a redrawn one has index
+    // usize::MAX until numbered below), and the runnable point with its
+    // evaluation and the seconds spent evaluating it.
+    let mut failed: Vec<Vec<StartResult>> = vec![Vec::new(); total];
+    let mut ready: Vec<Option<(Vec<f64>, WithGradient, f64)>> = vec![None; total];
+    let mut streams: Vec<Rng> = (0..total).map(|i| redraw_stream(options.seed, i)).collect();
+    let mut candidates: Vec<(usize, Vec<f64>)> = starts.into_iter().enumerate().collect();
+    let mut runnable_so_far = 0;
+    for round in 0..=redraws {
+        if candidates.is_empty() || (round == 2 && runnable_so_far == 0) {
+            break;
+        }
+        let evaluated: Vec<(usize, Vec<f64>, Result<WithGradient, String>, f64)> = pool.install(|| {
+            candidates
+                .into_par_iter()
+                .map(|(i, x0)| {
+                    let t = Instant::now();
+                    let v = match objective.evaluate_with_gradient(&x0) {
+                        Ok(v) if v.0.is_finite() => Ok(v),
+                        Ok(_) => Err("not finite at the start".to_string()),
+                        Err(e) => Err(format!("at the start: {e}")),
+                    };
+                    (i, x0, v, t.elapsed().as_secs_f64())
+                })
+                .collect()
+        });
+        candidates = Vec::new();
+        for (i, x0, v, seconds) in evaluated {
+            match v {
+                Ok(v) => {
+                    runnable_so_far += 1;
+                    ready[i] = Some((x0, v, seconds));
+                }
+                Err(why) => {
+                    let index = if round == 0 { i } else { usize::MAX };
+                    failed[i].push(failed_start(index, x0, why, seconds));
+                    let rng = &mut streams[i];
+                    candidates.push((i, (0..lb.len()).map(|k| lb[k] + rng.uniform() * (ub[k] - lb[k])).collect()));
+                }
+            }
+        }
+    }
+
+    let done = AtomicUsize::new(0);
+    let best = Mutex::new(f64::INFINITY);
+    let to_run = ready.iter().filter(|r| r.is_some()).count();
+    let local = |(i, (x0, first, seconds)): (usize, (Vec<f64>, WithGradient, f64))| -> StartResult {
         let t = Instant::now();
-        let f = AsSmooth { objective, last_error: Mutex::new(None) };
+        let f = StartKnown {
+            inner: AsSmooth { objective, last_error: Mutex::new(None) },
+            first: Mutex::new(Some((x0.clone(), first))),
+        };
         let local = match options.optimizer {
             Optimizer::TrustRegion => optimize::trust_region(&f, &x0, &lb, &ub, &tol),
             Optimizer::Lbfgsb => optimize::lbfgsb(&f, &x0, &lb, &ub, &tol),
@@ -239,61 +338,51 @@ fn run_starts(
         let status = match local.stop {
             Stop::Converged(_) => StartStatus::Converged,
             Stop::MaxIterations => StartStatus::MaxIterations,
+            // Not reached: the start point was evaluated above.
             Stop::Failed(why) => {
-                let detail = f.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+                let detail = f.inner.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
                 StartStatus::Failed(if detail.is_empty() { why } else { format!("{why}: {detail}") })
             }
         };
-        StartResult {
-            index,
+        let r = StartResult {
+            // The given point keeps its index; a redrawn one is numbered below.
+            index: if failed[i].is_empty() { i } else { usize::MAX },
             x0,
             x: local.x,
             fval: if matches!(status, StartStatus::Failed(_)) { f64::NAN } else { local.fval },
             iterations: local.iterations,
             evaluations: local.evaluations,
-            seconds: t.elapsed().as_secs_f64(),
+            seconds: seconds + t.elapsed().as_secs_f64(),
             status,
             replaces: None,
-        }
-    };
-    // One start and its replacements; replacements get their final index
-    // below, once every start is done (here: `usize::MAX`).
-    let run = |(index, x0): (usize, Vec<f64>)| -> Vec<StartResult> {
-        let mut tried = vec![local(index, x0)];
-        let mut rng = redraw_stream(options.seed, index);
-        while tried.len() <= redraws && tried.last().is_some_and(|r| matches!(r.status, StartStatus::Failed(_))) {
-            let x0: Vec<f64> = (0..lb.len()).map(|k| lb[k] + rng.uniform() * (ub[k] - lb[k])).collect();
-            tried.push(local(usize::MAX, x0));
-        }
+        };
         let k = done.fetch_add(1, Ordering::SeqCst) + 1;
         if options.progress {
-            let r = tried.last().map_or(f64::NAN, |r| r.fval);
             let b = {
                 let mut b = best.lock().unwrap_or_else(|e| e.into_inner());
-                if r < *b {
-                    *b = r;
+                if r.fval < *b {
+                    *b = r.fval;
                 }
                 *b
             };
-            eprint!("\rstarts {k}/{total} done, best {b:.6}, {:.1} s   ", t0.elapsed().as_secs_f64());
-            if k == total {
+            eprint!("\rstarts {k}/{to_run} done, best {b:.6}, {:.1} s   ", t0.elapsed().as_secs_f64());
+            if k == to_run {
                 eprintln!();
             }
         }
-        tried
+        r
     };
-    let indexed: Vec<(usize, Vec<f64>)> = starts.into_iter().enumerate().collect();
-    let per_start: Vec<Vec<StartResult>> = match options.threads {
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .map_err(|e| FitError::Threads { reason: e.to_string() })?;
-            pool.install(|| indexed.into_par_iter().map(run).collect())
-        }
-        None => indexed.into_par_iter().map(run).collect(),
-    };
-    // Replacements are numbered after the given starts, in start order.
+    let runs: Vec<(usize, (Vec<f64>, WithGradient, f64))> =
+        ready.into_iter().enumerate().filter_map(|(i, r)| r.map(|r| (i, r))).collect();
+    let optimised: Vec<(usize, StartResult)> =
+        pool.install(|| runs.into_par_iter().map(|(i, r)| (i, local((i, r)))).collect());
+    let mut per_start = failed;
+    for (i, r) in optimised {
+        per_start[i].push(r);
+    }
+
+    // Redrawn points are numbered after the given starts, in start order,
+    // and each names the point it replaces.
     let mut next = total;
     let mut results: Vec<StartResult> = Vec::with_capacity(total);
     for tried in per_start {

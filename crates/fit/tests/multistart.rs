@@ -102,3 +102,19 @@ fn given_start_points_are_not_replaced() {
     assert!(failed(&bad.status), "{:?}", bad.status);
     assert!(r.starts.iter().all(|s| s.replaces.is_none()));
 }
+
+#[test]
+fn redrawing_stops_when_nothing_can_be_simulated() {
+    // Five steps are too few anywhere in the box: after the given points and
+    // one round of replacements have all failed, there is no point drawing more.
+    let yaml = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oscillator/oscillator.yaml");
+    let o = Objective::new(vht_fit::read(&yaml).unwrap(), Settings { max_steps: 5, ..Settings::default() }).unwrap();
+    let n = 4;
+    let r = vht_fit::fit(&o, &options(n, 2)).unwrap();
+    assert!(r.best.is_none());
+    assert!(r.starts.iter().all(|s| failed(&s.status)), "{:?}", r.starts.iter().map(|s| &s.status).collect::<Vec<_>>());
+    assert_eq!(r.starts.len(), 2 * n, "the given points and one replacement each");
+    for s in r.starts.iter().filter(|s| s.index >= n) {
+        assert!(s.replaces.is_some_and(|i| i < n), "{} replaces {:?}", s.index, s.replaces);
+    }
+}
