@@ -680,30 +680,7 @@ impl Sensitivities {
         let st = crate::steady::newton(&obj.sim, t, &y[..n], &p[..np], ss)?;
         let mut y = y.to_vec();
         y[..n].copy_from_slice(&st.x);
-        // The tangents' rates at zero tangents are df/dp (they are J s + df/dp).
-        let simulated = y.clone();
-        for &(_, k) in self.tstate.iter().flatten() {
-            y[k] = 0.0;
-        }
-        let mut rates = vec![0.0; self.sim.code.rhs.len()];
-        self.sim.code.rhs.eval(t, &y, p, &mut rates, &vht_codegen::NoDelays);
-        let (mut fp, mut now) = (vec![0.0; n], vec![0.0; n]);
-        for j in 0..self.dirs.len() {
-            fp.iter_mut().for_each(|v| *v = 0.0);
-            now.iter_mut().for_each(|v| *v = 0.0);
-            for (x, ts) in self.tstate.iter().enumerate() {
-                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
-                    fp[x] = rates[k];
-                    now[x] = simulated[k];
-                }
-            }
-            let s = st.tangent(&fp, &now)?;
-            for (x, ts) in self.tstate.iter().enumerate() {
-                if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
-                    y[k] = s[x];
-                }
-            }
-        }
+        self.steady_tangents(&st, t, &mut y, p)?;
         Some((t, self.steady.row(t, &y, p)))
     }
 
@@ -753,13 +730,25 @@ impl Sensitivities {
         let mut ye: Vec<f64> = le.y.iter().map(|s| vals[s.index()]).collect();
         let pe: Vec<f64> = le.p.iter().map(|s| vals[s.index()]).collect();
         ye[..n].copy_from_slice(&st.x);
-        let initial = ye.clone();
+        if self.steady_tangents(&st, t, &mut ye, &pe).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.steady.row(t, &ye, &pe)))
+    }
+
+    /// Replaces the tangents in the extended state `y` (whose model states
+    /// are the steady state `st.x`) by the steady state's sensitivities,
+    /// `J s = -df/dp`, keeping the conserved totals of the tangents `y`
+    /// holds (`L s` does not change along a run).
+    fn steady_tangents(&self, st: &crate::steady::Steady, t: f64, y: &mut [f64], p: &[f64]) -> Option<()> {
+        let n = st.x.len();
+        let now_all = y.to_vec();
         // The tangents' rates at zero tangents are df/dp (they are J s + df/dp).
         for &(_, k) in self.tstate.iter().flatten() {
-            ye[k] = 0.0;
+            y[k] = 0.0;
         }
         let mut rates = vec![0.0; self.sim.code.rhs.len()];
-        self.sim.code.rhs.eval(t, &ye, &pe, &mut rates, &vht_codegen::NoDelays);
+        self.sim.code.rhs.eval(t, y, p, &mut rates, &vht_codegen::NoDelays);
         let (mut fp, mut now) = (vec![0.0; n], vec![0.0; n]);
         for j in 0..self.dirs.len() {
             fp.iter_mut().for_each(|v| *v = 0.0);
@@ -767,17 +756,17 @@ impl Sensitivities {
             for (x, ts) in self.tstate.iter().enumerate() {
                 if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
                     fp[x] = rates[k];
-                    now[x] = initial[k];
+                    now[x] = now_all[k];
                 }
             }
-            let Some(s) = st.tangent(&fp, &now) else { return Ok(None) };
+            let s = st.tangent(&fp, &now)?;
             for (x, ts) in self.tstate.iter().enumerate() {
                 if let Some(&(_, k)) = ts.iter().find(|(jj, _)| *jj == j) {
-                    ye[k] = s[x];
+                    y[k] = s[x];
                 }
             }
         }
-        Ok(Some(self.steady.row(t, &ye, &pe)))
+        Some(())
     }
 
     /// What a pre-equilibration condition sets, with derivatives.
