@@ -273,6 +273,7 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
         max_iterations: a.max_iterations,
         threads: a.threads,
         progress: a.progress,
+        ..Default::default()
     };
     let result = if a.starts == 0 {
         vht_fit::fit_from(&objective, &options, vec![x_nominal.clone()])?
@@ -335,7 +336,7 @@ fn write_starts(out: &Path, ids: &[String], r: &vht_fit::FitResult) -> Result<()
     let path = out.join("starts.tsv");
     let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    write!(w, "start\tstatus\tfval\titerations\tevaluations\tseconds")?;
+    write!(w, "start\tstatus\treplaces\tfval\titerations\tevaluations\tseconds")?;
     for id in ids {
         write!(w, "\t{id}")?;
     }
@@ -344,7 +345,17 @@ fn write_starts(out: &Path, ids: &[String], r: &vht_fit::FitResult) -> Result<()
     }
     writeln!(w)?;
     for s in &r.starts {
-        write!(w, "{}\t{}\t{}\t{}\t{}\t{:.3}", s.index, status(s), s.fval, s.iterations, s.evaluations, s.seconds)?;
+        let replaces = s.replaces.map_or_else(String::new, |k| k.to_string());
+        write!(
+            w,
+            "{}\t{}\t{replaces}\t{}\t{}\t{}\t{:.3}",
+            s.index,
+            status(s),
+            s.fval,
+            s.iterations,
+            s.evaluations,
+            s.seconds
+        )?;
         for v in s.x.iter().chain(&s.x0) {
             write!(w, "\t{v}")?;
         }
@@ -356,9 +367,10 @@ fn write_starts(out: &Path, ids: &[String], r: &vht_fit::FitResult) -> Result<()
     for (n, s) in r.starts.iter().enumerate() {
         let nums = |v: &[f64]| v.iter().map(|x| json_num(*x)).collect::<Vec<_>>().join(", ");
         j += &format!(
-            "  {{\"start\": {}, \"status\": \"{}\", \"fval\": {}, \"iterations\": {}, \"evaluations\": {}, \"seconds\": {:.3}, \"x\": [{}], \"x0\": [{}]}}{}\n",
+            "  {{\"start\": {}, \"status\": \"{}\", \"replaces\": {}, \"fval\": {}, \"iterations\": {}, \"evaluations\": {}, \"seconds\": {:.3}, \"x\": [{}], \"x0\": [{}]}}{}\n",
             s.index,
             status(s).replace('"', "'"),
+            s.replaces.map_or_else(|| "null".to_string(), |k| k.to_string()),
             json_num(s.fval),
             s.iterations,
             s.evaluations,
@@ -475,7 +487,12 @@ fn summary(
     let count = |f: &dyn Fn(&vht_fit::StartResult) -> bool| r.starts.iter().filter(|s| f(s)).count();
     let converged = count(&|s| s.status == vht_fit::StartStatus::Converged);
     let max_it = count(&|s| s.status == vht_fit::StartStatus::MaxIterations);
+    // Failed points are start points that could not be simulated; each is
+    // redrawn (`StartResult::replaces`), so a start fails only when none
+    // of its draws ran.
     let failed = count(&|s| matches!(s.status, vht_fit::StartStatus::Failed(_)));
+    let requested = a.starts.max(1);
+    let never_ran = requested.saturating_sub(r.starts.len() - failed);
     let near = count(&|s| s.fval <= best + 0.1);
     let mut its: Vec<usize> = r.starts.iter().map(|s| s.iterations).collect();
     its.sort();
@@ -485,7 +502,7 @@ fn summary(
     let gradient = if chosen == vht_fit::Gradient::Adjoint { "adjoint" } else { "forward" };
     let threads = a.threads.map_or_else(|| "all".to_string(), |t| t.to_string());
     let json = format!(
-        "{{\n  \"problem\": \"{name}\",\n  \"optimizer\": \"{optimizer}\",\n  \"gradient\": \"{gradient}\",\n  \"starts\": {},\n  \"seed\": {},\n  \"threads\": \"{threads}\",\n  \"best\": {},\n  \"within_0.1_of_best\": {near},\n  \"converged\": {converged},\n  \"max_iterations\": {max_it},\n  \"failed\": {failed},\n  \"median_iterations\": {median_it},\n  \"evaluations\": {evals},\n  \"multistart_seconds\": {:.3},\n  \"first_gradient_seconds\": {t_grad:.3},\n  \"total_seconds\": {total:.3},\n  \"fvals\": [{}]\n}}\n",
+        "{{\n  \"problem\": \"{name}\",\n  \"optimizer\": \"{optimizer}\",\n  \"gradient\": \"{gradient}\",\n  \"starts\": {requested},\n  \"points\": {},\n  \"seed\": {},\n  \"threads\": \"{threads}\",\n  \"best\": {},\n  \"within_0.1_of_best\": {near},\n  \"converged\": {converged},\n  \"max_iterations\": {max_it},\n  \"failed\": {failed},\n  \"failed_starts\": {never_ran},\n  \"median_iterations\": {median_it},\n  \"evaluations\": {evals},\n  \"multistart_seconds\": {:.3},\n  \"first_gradient_seconds\": {t_grad:.3},\n  \"total_seconds\": {total:.3},\n  \"fvals\": [{}]\n}}\n",
         r.starts.len(),
         a.seed,
         json_num(best),
@@ -493,9 +510,9 @@ fn summary(
         r.starts.iter().map(|s| json_num(s.fval)).collect::<Vec<_>>().join(", ")
     );
     let markdown = format!(
-        "# Fit of {name}\n\n| | |\n|---|---|\n| optimizer | {optimizer} ({gradient} sensitivities) |\n| starts | {} (seed {}, threads {threads}) |\n| best objective | {best:.6} |\n| starts within 0.1 of the best | {near} |\n| converged / max. iterations / failed | {converged} / {max_it} / {failed} |\n| median iterations | {median_it} |\n| objective evaluations | {evals} |\n| multistart wall time | {:.2} s |\n| compiling the sensitivity system + first gradient | {t_grad:.2} s |\n| total | {total:.2} s |\n",
-        r.starts.len(),
+        "# Fit of {name}\n\n| | |\n|---|---|\n| optimizer | {optimizer} ({gradient} sensitivities) |\n| starts | {requested} (seed {}, threads {threads}); {} points tried, {failed} could not be simulated and were redrawn |\n| best objective | {best:.6} |\n| starts within 0.1 of the best | {near} |\n| converged / max. iterations / starts that never ran | {converged} / {max_it} / {never_ran} |\n| median iterations | {median_it} |\n| objective evaluations | {evals} |\n| multistart wall time | {:.2} s |\n| compiling the sensitivity system + first gradient | {t_grad:.2} s |\n| total | {total:.2} s |\n",
         a.seed,
+        r.starts.len(),
         r.seconds
     );
     Summary { json, markdown }

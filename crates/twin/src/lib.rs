@@ -258,6 +258,7 @@ pub fn create(
             max_iterations: options.max_iterations,
             threads: options.threads,
             progress: options.progress,
+            ..Default::default()
         };
         let result = vht_fit::fit(&objective, &fo)?;
         let Some(best) = result.best.clone() else {
