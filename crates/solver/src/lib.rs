@@ -78,6 +78,12 @@ pub struct Options {
     /// can pass a pair of crossings or leave the history too coarse; it is
     /// also ignored when the system has root functions.
     pub fast_start: bool,
+    /// The smallest step before the integrator gives up. CVODE's `hmin` is
+    /// 0 (a run whose steps shrink to round-off still ends at `max_steps`);
+    /// diffsol's default is an absolute 1e-13, which stops stiff runs whose
+    /// fastest time scale is shorter (Fujita_SciSignal2010 at rates and
+    /// amounts near their bounds, 1e8 x 1e8, fails at t ~ 1e-14).
+    pub min_step: f64,
 }
 
 /// How the Newton systems of the implicit method are solved.
@@ -99,6 +105,7 @@ impl Default for Options {
             h0: None,
             linear_solver: LinearSolver::Auto,
             fast_start: false,
+            min_step: 0.0,
         }
     }
 }
@@ -419,7 +426,8 @@ macro_rules! integrate_with {
         if let Some(h0) = options.h0 {
             builder = builder.h0(h0);
         }
-        let problem = builder.build().map_err(fail)?;
+        let mut problem = builder.build().map_err(fail)?;
+        problem.ode_options.min_timestep = $options.min_step;
         let solver = problem.bdf::<$lu>().map_err(fail)?;
         run_body!(solver, sys, counters, options, body)
     }};
@@ -439,7 +447,8 @@ macro_rules! integrate_eqns {
         if let Some(h0) = options.h0 {
             builder = builder.h0(h0);
         }
-        let problem = builder.build_from_eqn(eqns).map_err(fail)?;
+        let mut problem = builder.build_from_eqn(eqns).map_err(fail)?;
+        problem.ode_options.min_timestep = $options.min_step;
         let state = problem.bdf_state::<$lu_ty>().map_err(fail)?;
         let solver = diffsol::Bdf::<_, $lu_ty, _, diffsol::NoAug<_>>::new(&problem, state, $lu).map_err(fail)?;
         run_body!(solver, sys, counters, options, body)
