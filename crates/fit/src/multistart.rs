@@ -24,6 +24,9 @@ pub struct FitOptions {
     pub threads: Option<usize>,
     /// Print a progress line on standard error as starts finish.
     pub progress: bool,
+    /// How many times [`fit`] redraws a start point that cannot be
+    /// simulated (0: such a start stays failed). Default [`REDRAWS`].
+    pub redraws: usize,
 }
 
 impl Default for FitOptions {
@@ -35,6 +38,7 @@ impl Default for FitOptions {
             max_iterations: 1000,
             threads: None,
             progress: false,
+            redraws: REDRAWS,
         }
     }
 }
@@ -171,9 +175,10 @@ pub fn latin_hypercube(n: usize, lb: &[f64], ub: &[f64], seed: u64) -> Vec<Vec<f
     points
 }
 
-/// How many replacement points [`fit`] draws, one after the other, for a
-/// start point where the objective or its gradient cannot be computed,
-/// before that start is left failed. On Fujita_SciSignal2010 (bounds 1e-8 to
+/// How many replacement points [`fit`] draws by default
+/// ([`FitOptions::redraws`]), one after the other, for a start point where
+/// the objective or its gradient cannot be computed, before that start is
+/// left failed. On Fujita_SciSignal2010 (bounds 1e-8 to
 /// 1e8 on every rate and initial amount) 42 of 100 Latin-hypercube points
 /// fail, so a draw fails with probability ~0.4 and 10 in a row with ~1e-4;
 /// a failed point costs one simulation, so the budget is cheap.
@@ -184,7 +189,7 @@ pub const REDRAWS: usize = 10;
 ///
 /// A start whose first point cannot be evaluated (a simulation fails) is
 /// recorded as failed, and a replacement point is drawn uniformly in the
-/// bounds and optimised instead (up to [`REDRAWS`] times per start; what
+/// bounds and optimised instead (up to `options.redraws` times per start; what
 /// pyPESTO does with `CheckedStartpoints(check_fval=True, check_grad=True)`,
 /// except that here the failed points stay in the result). If neither the
 /// Latin-hypercube points nor the first replacements can be simulated at
@@ -200,7 +205,7 @@ pub fn fit(objective: &Objective, options: &FitOptions) -> Result<FitResult, Fit
         return Err(FitError::Bounds { id: p.id.clone(), lower: p.lower, upper: p.upper });
     }
     let starts = latin_hypercube(options.starts, &lb, &ub, options.seed);
-    run_starts(objective, options, starts, REDRAWS)
+    run_starts(objective, options, starts, options.redraws)
 }
 
 /// [`fit`] from given starting points (scaled). A start that cannot be

@@ -118,3 +118,14 @@ fn redrawing_stops_when_nothing_can_be_simulated() {
         assert!(s.replaces.is_some_and(|i| i < n), "{} replaces {:?}", s.index, s.replaces);
     }
 }
+
+#[test]
+fn no_redraws_leaves_failed_starts_failed() {
+    let o = oscillator();
+    let n = 12;
+    let r = vht_fit::fit(&o, &FitOptions { redraws: 0, ..options(n, 2) }).unwrap();
+    assert_eq!(r.starts.len(), n);
+    assert!(r.starts.iter().all(|s| s.replaces.is_none()));
+    // The same Latin-hypercube points fail as with redraws (see above).
+    assert!(r.starts.iter().filter(|s| failed(&s.status)).count() >= 2, "seed {SEED}");
+}
