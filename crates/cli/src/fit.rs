@@ -92,6 +92,11 @@ pub(crate) struct Multistart {
     /// Iteration limit of each local optimisation.
     #[arg(long, default_value_t = 1000)]
     pub(crate) max_iterations: usize,
+    /// How often a start point that cannot be simulated is redrawn (seeded,
+    /// uniform in the bounds; the failed point stays in the results); 0
+    /// keeps failed starts failed.
+    #[arg(long, default_value_t = vht_fit::REDRAWS)]
+    pub(crate) redraws: usize,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub(crate) threads: Option<usize>,
@@ -116,6 +121,7 @@ impl EstimateArgs {
             gradient: m.gradient.clone(),
             seed: m.seed,
             max_iterations: m.max_iterations,
+            redraws: m.redraws,
             threads: m.threads,
             out,
             profile,
@@ -207,6 +213,7 @@ pub(crate) struct EstimateArgs {
     pub(crate) gradient: String,
     pub(crate) seed: u64,
     pub(crate) max_iterations: usize,
+    pub(crate) redraws: usize,
     pub(crate) threads: Option<usize>,
     pub(crate) out: Option<PathBuf>,
     pub(crate) profile: Vec<String>,
@@ -273,7 +280,7 @@ pub(crate) fn estimate(path: &Path, a: &EstimateArgs) -> Result<()> {
         max_iterations: a.max_iterations,
         threads: a.threads,
         progress: a.progress,
-        ..Default::default()
+        redraws: a.redraws,
     };
     let result = if a.starts == 0 {
         vht_fit::fit_from(&objective, &options, vec![x_nominal.clone()])?

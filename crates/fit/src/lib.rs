@@ -87,7 +87,9 @@ mod yaml;
 
 pub use error::{At, FitError};
 pub use math::{parse as parse_formula, FormulaError};
-pub use multistart::{fit, fit_from, latin_hypercube, FitOptions, FitResult, Optimizer, StartResult, StartStatus};
+pub use multistart::{
+    fit, fit_from, latin_hypercube, FitOptions, FitResult, Optimizer, StartResult, StartStatus, REDRAWS,
+};
 pub use objective::{
     neg_log_prior, nllh_term, Evaluation, ExperimentValue, Gradient, MeasurementValue, Objective, Settings,
     SteadyState, WithGradient,
