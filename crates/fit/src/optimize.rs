@@ -75,6 +75,20 @@ pub struct Local {
     pub stop: Stop,
 }
 
+impl Local {
+    /// The result of a local optimisation whose start point cannot be evaluated.
+    fn failed_at_start(x: Vec<f64>) -> Local {
+        Local {
+            x,
+            fval: f64::NAN,
+            iterations: 0,
+            evaluations: 1,
+            failed_trials: 0,
+            stop: Stop::Failed("at the start".into()),
+        }
+    }
+}
+
 fn clip(x: &mut [f64], lb: &[f64], ub: &[f64]) {
     for i in 0..x.len() {
         x[i] = x[i].clamp(lb[i], ub[i]);
@@ -161,14 +175,7 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, mut hm)) = f.value_gradient(&x) else {
-        return Local {
-            x,
-            fval: f64::NAN,
-            iterations: 0,
-            evaluations,
-            failed_trials: 0,
-            stop: Stop::Failed("at the start".into()),
-        };
+        return Local::failed_at_start(x);
     };
     if !fx.is_finite() {
         return Local {
@@ -331,14 +338,7 @@ pub fn lbfgsb(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &Toleranc
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, _)) = f.value_gradient(&x) else {
-        return Local {
-            x,
-            fval: f64::NAN,
-            iterations: 0,
-            evaluations,
-            failed_trials: 0,
-            stop: Stop::Failed("at the start".into()),
-        };
+        return Local::failed_at_start(x);
     };
     if !fx.is_finite() {
         return Local {
