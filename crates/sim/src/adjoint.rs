@@ -221,7 +221,8 @@ impl Adjoint {
             adj: self,
             dense,
             p: dense.p(),
-            y: RefCell::new(vec![0.0; n]),
+            // The dense record's state and parameters at one time.
+            y: RefCell::new(vec![0.0; n + dense.p().len()]),
             cache: RefCell::new((f64::NAN, vec![0.0; self.jac.pattern.len()])),
         };
         let mut mu = vec![0.0; m];
@@ -312,7 +313,7 @@ impl Backward<'_> {
         if cache.0 != t {
             let mut y = self.y.borrow_mut();
             self.dense.at(t, &mut y);
-            self.adj.jac.values.eval(t, &y, self.p, &mut cache.1, &NoDelays);
+            self.adj.jac.values.eval(t, &y[..self.adj.n], self.p, &mut cache.1, &NoDelays);
             cache.0 = t;
         }
         body(&cache.1)

@@ -141,7 +141,6 @@ pub fn simulate_dense(
     let dense = Dense {
         history: run.history.into_inner(),
         firings: run.firings.into_inner(),
-        n_y: sim.n_y(),
         p,
         start: tc.start,
     };
@@ -172,18 +171,16 @@ pub struct Firing {
 pub struct Dense {
     history: History,
     firings: Vec<Firing>,
-    n_y: usize,
     /// The parameters at the end of the run.
     p: Vec<f64>,
     start: f64,
 }
 
 impl Dense {
-    /// The state `y` at `t` (within the run).
-    pub fn at(&self, t: f64, y: &mut [f64]) {
-        let mut yp = vec![0.0; self.n_y + self.p.len()];
-        self.history.at(t, (f64::NEG_INFINITY, &[]), &mut yp);
-        y.copy_from_slice(&yp[..self.n_y]);
+    /// The state `y` at `t` (within the run), followed by the parameters:
+    /// `yp` holds `n_y + p().len()` values.
+    pub fn at(&self, t: f64, yp: &mut [f64]) {
+        self.history.at(t, (f64::NEG_INFINITY, &[]), yp);
     }
 
     /// The parameter values the run ended with.
