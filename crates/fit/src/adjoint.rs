@@ -123,6 +123,8 @@ impl Adjoints {
         let mut jumps: Vec<Option<Jump>> = vec![None; e.times.len()];
         let mut y = vec![0.0; n];
         let mut aj = self.assigned_jac.as_ref().map(|j| vec![0.0; j.pattern.len()]).unwrap_or_default();
+        // The output time `aj` was evaluated at (rows at one time share it).
+        let mut aj_at: Option<usize> = None;
         for r in &e.rows {
             let Some(ti) = r.time else {
                 return Err(FitError::Sensitivities {
@@ -142,7 +144,6 @@ impl Adjoints {
             let NoiseTerms { dt, g_mu, g_sigma, .. } = noise_terms(meas.value, h, sigma, code);
 
             let jump = jumps[ti].get_or_insert_with(|| Jump { t, dlambda: vec![0.0; n], dmu: vec![0.0; m] });
-            let mut assigned_ready = false;
             for (parts, weight) in [(&sens.dh[r.observable], g_mu * dt), (&sens.dsigma[r.observable], g_sigma)] {
                 for (s, d) in parts {
                     let pd = eval(d, &env) * weight;
@@ -164,12 +165,12 @@ impl Adjoints {
                         }
                         Slot::Assigned => {
                             let (Some(&k), Some(jac)) = (self.assigned.get(s), &self.assigned_jac) else { continue };
-                            if !assigned_ready {
+                            if aj_at != Some(ti) {
                                 for (yi, &(_, vc, _)) in y.iter_mut().zip(&obj.state_cols) {
                                     *yi = row[vc];
                                 }
                                 jac.values.eval(t, &y, dense.p(), &mut aj, &NoDelays);
-                                assigned_ready = true;
+                                aj_at = Some(ti);
                             }
                             for (q, &(rr, c)) in jac.pattern.iter().enumerate() {
                                 if rr != k {
