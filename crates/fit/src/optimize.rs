@@ -76,16 +76,10 @@ pub struct Local {
 }
 
 impl Local {
-    /// The result of a local optimisation whose start point cannot be evaluated.
-    fn failed_at_start(x: Vec<f64>) -> Local {
-        Local {
-            x,
-            fval: f64::NAN,
-            iterations: 0,
-            evaluations: 1,
-            failed_trials: 0,
-            stop: Stop::Failed("at the start".into()),
-        }
+    /// The result of a local optimisation whose start point cannot be
+    /// evaluated (`fval` NaN) or is not finite.
+    fn failed_at_start(x: Vec<f64>, fval: f64, why: &str) -> Local {
+        Local { x, fval, iterations: 0, evaluations: 1, failed_trials: 0, stop: Stop::Failed(why.into()) }
     }
 }
 
@@ -175,17 +169,10 @@ pub fn trust_region(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &To
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, mut hm)) = f.value_gradient(&x) else {
-        return Local::failed_at_start(x);
+        return Local::failed_at_start(x, f64::NAN, "at the start");
     };
     if !fx.is_finite() {
-        return Local {
-            x,
-            fval: fx,
-            iterations: 0,
-            evaluations,
-            failed_trials: 0,
-            stop: Stop::Failed("not finite at the start".into()),
-        };
+        return Local::failed_at_start(x, fx, "not finite at the start");
     }
     let mut delta = 1.0;
     let mut iterations = 0;
@@ -338,17 +325,10 @@ pub fn lbfgsb(f: &dyn Smooth, x0: &[f64], lb: &[f64], ub: &[f64], tol: &Toleranc
     clip(&mut x, lb, ub);
     let mut evaluations = 1;
     let Some((mut fx, mut g, _)) = f.value_gradient(&x) else {
-        return Local::failed_at_start(x);
+        return Local::failed_at_start(x, f64::NAN, "at the start");
     };
     if !fx.is_finite() {
-        return Local {
-            x,
-            fval: fx,
-            iterations: 0,
-            evaluations,
-            failed_trials: 0,
-            stop: Stop::Failed("not finite at the start".into()),
-        };
+        return Local::failed_at_start(x, fx, "not finite at the start");
     }
     let mut mem: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut iterations = 0;
