@@ -138,12 +138,7 @@ pub fn simulate_dense(
     let run = Run::new(sim, tc, overrides, true)?;
     let traj = run.go(tc, &times, &outputs.names, &outputs.function)?;
     let p = run.p.borrow().clone();
-    let dense = Dense {
-        history: run.history.into_inner(),
-        firings: run.firings.into_inner(),
-        p,
-        start: tc.start,
-    };
+    let dense = Dense { history: run.history.into_inner(), firings: run.firings.into_inner(), p, start: tc.start };
     Ok((traj, dense))
 }
 
